@@ -1,0 +1,57 @@
+"""The All-in-one Transformer: configuration, backbone, temporal modules, heads and measurements.
+
+The model knows nothing of data files, training or notebooks.
+"""
+
+from .allinone import AllInOne, AllInOneOutput, TextEmbedding
+from .config import INITIALIZATIONS, ROLL_SELECTIONS, TEMPORAL_MODES, VARIANTS, ModelConfig, Variant
+from .measure import (
+    analytic_flops,
+    attention_score_flops,
+    count_flops,
+    count_parameters,
+    dummy_inputs,
+    throughput,
+)
+from .pretrained import LoadReport, image_normalization, initialize_from_timm, load_backbone_weights, timm_tag
+from .temporal import ChannelShift, TokenRolling, roll_positions, roll_tokens, shift_channels
+
+
+def build_model(config: ModelConfig | None = None, **overrides) -> AllInOne:
+    """Build an :class:`AllInOne` from ``config`` (default: ``ModelConfig()``) with field overrides, and
+    initialise its backbone as ``config.init`` says (timm weights from ``config.init_file`` or the hub)."""
+    config = (config or ModelConfig()).replace(**overrides) if overrides else (config or ModelConfig())
+    model = AllInOne(config)
+    if config.init != "scratch":
+        model.init_report = initialize_from_timm(model)
+    return model
+
+
+__all__ = [
+    "AllInOne",
+    "AllInOneOutput",
+    "ChannelShift",
+    "INITIALIZATIONS",
+    "LoadReport",
+    "ModelConfig",
+    "ROLL_SELECTIONS",
+    "TEMPORAL_MODES",
+    "TextEmbedding",
+    "TokenRolling",
+    "VARIANTS",
+    "Variant",
+    "analytic_flops",
+    "attention_score_flops",
+    "build_model",
+    "count_flops",
+    "count_parameters",
+    "dummy_inputs",
+    "image_normalization",
+    "initialize_from_timm",
+    "load_backbone_weights",
+    "roll_positions",
+    "roll_tokens",
+    "shift_channels",
+    "throughput",
+    "timm_tag",
+]

@@ -1,0 +1,166 @@
+"""Parameter-free temporal modules: temporal token rolling (the paper's TTR) and TSM channel shift.
+
+Both act on the visual tokens of a joint sequence laid out per frame as
+``[text (m) ; video CLS (+ dist) ; patches (N)]`` and batched as ``(B*S, T, D)`` with ``T = m + L``
+(``L`` visual tokens per frame). Text tokens and the video CLS are never touched.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def roll_positions(
+    selection: str,
+    num_visual: int,
+    k: int,
+    layer_offset: int = 0,
+    generator: torch.Generator | None = None,
+    device: torch.device | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Visual-token positions that take frame ``t-1``'s and frame ``t+1``'s tokens.
+
+    Positions index the visual part of a frame (0 is the video CLS, never selected).
+
+    Args:
+        selection: ``block`` (positions ``1..k`` and the last ``k``, as the released implementation),
+            ``random`` (``2k`` distinct positions drawn with ``generator``) or ``varying`` (a
+            contiguous block of ``2k`` positions that moves by ``2k`` with each layer).
+        num_visual: ``L``, visual tokens per frame including the CLS.
+        k: positions rolled in each direction.
+        layer_offset: index of this layer among the rolled layers (``varying`` only).
+
+    Returns:
+        ``(from_previous, from_next)``: two int64 tensors of ``k`` positions each.
+    """
+    candidates = num_visual - 1  # never the CLS at position 0
+    if 2 * k > candidates:
+        raise ValueError(f"cannot roll 2*{k} of {candidates} visual positions; lower roll_ratio")
+    if selection == "block":
+        prev = torch.arange(1, k + 1, device=device)
+        nxt = torch.arange(num_visual - k, num_visual, device=device)
+    elif selection == "random":
+        chosen = torch.randperm(candidates, generator=generator)[: 2 * k].to(device) + 1
+        prev, nxt = chosen[:k], chosen[k:]
+    elif selection == "varying":
+        start = (layer_offset * 2 * k) % max(candidates, 1)
+        chosen = (torch.arange(2 * k, device=device) + start) % candidates + 1
+        prev, nxt = chosen[:k], chosen[k:]
+    else:
+        raise ValueError(f"roll selection {selection!r}: expected 'block', 'random' or 'varying'")
+    return prev, nxt
+
+
+def roll_tokens(x: Tensor, num_frames: int, visual_start: int, prev: Tensor, nxt: Tensor) -> Tensor:
+    """Temporal token rolling: move selected visual tokens one frame forward / backward in time.
+
+    Args:
+        x: ``(B*S, T, D)`` joint tokens, frames of one video consecutive in the batch dimension.
+        num_frames: ``S``.
+        visual_start: index of the video CLS in each frame's sequence (the text length ``m``).
+        prev: visual positions that receive frame ``t-1``'s token (cyclic in time).
+        nxt: visual positions that receive frame ``t+1``'s token (cyclic in time).
+
+    Returns:
+        A new ``(B*S, T, D)`` tensor; every other token is unchanged. The operation is a permutation.
+    """
+    if num_frames == 1 or prev.numel() + nxt.numel() == 0:
+        return x
+    bs, length, dim = x.shape
+    video = x.view(bs // num_frames, num_frames, length, dim)
+    out = video.clone()
+    prev = prev + visual_start
+    nxt = nxt + visual_start
+    out[:, :, prev] = torch.roll(video[:, :, prev], shifts=1, dims=1)
+    out[:, :, nxt] = torch.roll(video[:, :, nxt], shifts=-1, dims=1)
+    return out.view(bs, length, dim)
+
+
+def roll_block_tokens(x: Tensor, num_frames: int, visual_start: int, k: int) -> Tensor:
+    """``block`` rolling with contiguous slices (the default, on the hot path; same result as
+    :func:`roll_tokens` with :func:`roll_positions` ``("block", ...)``)."""
+    if num_frames == 1 or k == 0:
+        return x
+    bs, length, dim = x.shape
+    video = x.view(bs // num_frames, num_frames, length, dim)
+    head_end = visual_start + 1 + k
+    tail_start = length - k
+    out = torch.cat(
+        (
+            video[:, :, : visual_start + 1],
+            torch.roll(video[:, :, visual_start + 1 : head_end], shifts=1, dims=1),
+            video[:, :, head_end:tail_start],
+            torch.roll(video[:, :, tail_start:], shifts=-1, dims=1),
+        ),
+        dim=2,
+    )
+    return out.view(bs, length, dim)
+
+
+def shift_channels(x: Tensor, num_frames: int, visual_start: int, fold_div: int = 8) -> Tensor:
+    """TSM channel shift on patch tokens: ``1/fold_div`` of the channels take frame ``t-1``'s values,
+    the next ``1/fold_div`` take frame ``t+1``'s, zero-padded at the clip ends (as TSM does).
+
+    Args:
+        x: ``(B*S, T, D)``; the text and the video CLS (index ``visual_start``) are left unchanged.
+    """
+    if num_frames == 1:
+        return x
+    bs, length, dim = x.shape
+    fold = dim // fold_div
+    video = x.view(bs // num_frames, num_frames, length, dim)
+    patches = video[:, :, visual_start + 1 :]
+    shifted = torch.zeros_like(patches)
+    shifted[:, 1:, :, :fold] = patches[:, :-1, :, :fold]  # from the previous frame
+    shifted[:, :-1, :, fold : 2 * fold] = patches[:, 1:, :, fold : 2 * fold]  # from the next frame
+    shifted[:, :, :, 2 * fold :] = patches[:, :, :, 2 * fold :]
+    out = torch.cat((video[:, :, : visual_start + 1], shifted), dim=2)
+    return out.view(bs, length, dim)
+
+
+class TokenRolling(nn.Module):
+    """Temporal token rolling before one block (no parameters).
+
+    Args:
+        ratio: fraction of visual tokens rolled; ``k = floor(L * ratio / 2)`` per direction.
+        selection: ``block`` | ``random`` | ``varying`` (Table 11b).
+        layer_offset: rank of this layer among rolled layers (for ``varying``).
+        seed: fixes the ``random`` positions used in eval mode (training draws new ones each call).
+    """
+
+    def __init__(self, ratio: float, selection: str = "block", layer_offset: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        self.ratio = ratio
+        self.selection = selection
+        self.layer_offset = layer_offset
+        self.seed = seed
+
+    def extra_repr(self) -> str:
+        return f"ratio={self.ratio}, selection={self.selection!r}, layer_offset={self.layer_offset}"
+
+    def positions(self, num_visual: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+        """The positions this layer rolls for frames of ``num_visual`` visual tokens."""
+        k = int(num_visual * self.ratio / 2)
+        generator = None
+        if self.selection == "random" and not self.training:
+            generator = torch.Generator().manual_seed(self.seed + self.layer_offset)
+        return roll_positions(self.selection, num_visual, k, self.layer_offset, generator, device)
+
+    def forward(self, x: Tensor, num_frames: int, visual_start: int) -> Tensor:
+        num_visual = x.shape[1] - visual_start
+        if self.selection == "block":
+            return roll_block_tokens(x, num_frames, visual_start, int(num_visual * self.ratio / 2))
+        prev, nxt = self.positions(num_visual, x.device)
+        return roll_tokens(x, num_frames, visual_start, prev, nxt)
+
+
+class ChannelShift(nn.Module):
+    """TSM-style channel shift before one block (no parameters); the Table 8a baseline."""
+
+    def __init__(self, fold_div: int = 8) -> None:
+        super().__init__()
+        self.fold_div = fold_div
+
+    def forward(self, x: Tensor, num_frames: int, visual_start: int) -> Tensor:
+        return shift_channels(x, num_frames, visual_start, self.fold_div)

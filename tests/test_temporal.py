@@ -1,0 +1,106 @@
+"""Temporal token rolling and channel shift move exactly the right tokens between the right frames."""
+
+import pytest
+import torch
+
+from allinone_lab.model import (
+    AllInOne,
+    ModelConfig,
+    TokenRolling,
+    roll_positions,
+    roll_tokens,
+    shift_channels,
+)
+from allinone_lab.model.temporal import roll_block_tokens
+
+
+def labelled_tokens(batch: int, frames: int, text: int, visual: int, dim: int = 3) -> torch.Tensor:
+    """Tokens whose first channels encode (video, frame, position) so that moves can be traced."""
+    b, s, t = torch.meshgrid(torch.arange(batch), torch.arange(frames), torch.arange(text + visual), indexing="ij")
+    x = torch.stack((b, s, t), dim=-1).float()
+    x = torch.cat((x, torch.randn(batch, frames, text + visual, dim)), dim=-1)
+    return x.flatten(0, 1)
+
+
+def test_paper_default_rolls_24_of_196_patches_each_way():
+    cfg = ModelConfig()
+    assert cfg.visual_len == 197 and cfg.roll_k() == 24
+    prev, nxt = roll_positions("block", 197, 24)
+    assert prev.tolist() == list(range(1, 25)) and nxt.tolist() == list(range(173, 197))
+
+
+@pytest.mark.parametrize("selection", ["block", "random", "varying"])
+def test_rolling_moves_exactly_the_selected_tokens(selection):
+    batch, frames, text, visual = 2, 3, 5, 17
+    x = labelled_tokens(batch, frames, text, visual)
+    roll = TokenRolling(ratio=0.5, selection=selection, layer_offset=1).eval()
+    out = roll(x, frames, text).view(batch, frames, text + visual, -1)
+    prev, nxt = roll.positions(visual)
+    assert len(prev) == len(nxt) == 4 and 0 not in prev.tolist() + nxt.tolist()
+    assert len(set(prev.tolist()) | set(nxt.tolist())) == 8
+    src = x.view(batch, frames, text + visual, -1)
+    for s in range(frames):
+        for pos in range(text + visual):
+            vis = pos - text
+            if vis in prev.tolist():
+                expected = src[:, (s - 1) % frames, pos]
+            elif vis in nxt.tolist():
+                expected = src[:, (s + 1) % frames, pos]
+            else:
+                expected = src[:, s, pos]  # text, the CLS and unrolled patches are untouched
+            torch.testing.assert_close(out[:, s, pos], expected)
+    # A permutation: no value created or lost.
+    torch.testing.assert_close(out.flatten(0, 2).sort(dim=0).values, src.flatten(0, 2).sort(dim=0).values)
+
+
+def test_block_fast_path_matches_generic_positions():
+    x = torch.randn(4 * 3, 40 + 197, 8)
+    prev, nxt = roll_positions("block", 197, 24)
+    torch.testing.assert_close(roll_block_tokens(x, 3, 40, 24), roll_tokens(x, 3, 40, prev, nxt))
+
+
+def test_varying_moves_with_the_layer_and_random_is_seeded_in_eval():
+    first = roll_positions("varying", 17, 2, layer_offset=0)
+    second = roll_positions("varying", 17, 2, layer_offset=1)
+    assert torch.cat(first).tolist() == [1, 2, 3, 4] and torch.cat(second).tolist() == [5, 6, 7, 8]
+    layer = TokenRolling(0.5, "random", seed=7).eval()
+    assert torch.equal(torch.cat(layer.positions(17)), torch.cat(layer.positions(17)))
+    layer.train()
+    draws = {tuple(torch.cat(layer.positions(17)).tolist()) for _ in range(5)}
+    assert len(draws) > 1  # training draws new positions every call
+
+
+def test_ratio_zero_is_exactly_the_time_average_model():
+    cfg = dict(variant="tiny", width=64, heads=2, depth=2, image_size=64, max_text_len=8, vocab_size=100)
+    rolled = AllInOne(ModelConfig(**cfg, temporal="roll", roll_ratio=0.0)).eval()
+    average = AllInOne(ModelConfig(**cfg, temporal="none")).eval()
+    average.load_state_dict(rolled.state_dict())
+    video, ids = torch.randn(2, 3, 3, 64, 64), torch.randint(0, 100, (2, 8))
+    with torch.no_grad():
+        a, b = rolled(video, ids), average(video, ids)
+    assert torch.equal(a.pooled, b.pooled) and torch.equal(a.video_tokens, b.video_tokens)
+
+
+def test_first_temporal_block_controls_where_rolling_starts():
+    cfg = ModelConfig(variant="tiny", first_temporal_block=6)
+    model = AllInOne(cfg)
+    rolled = [i + 1 for i, blk in enumerate(model.blocks) if blk.temporal is not None]
+    assert rolled == list(range(6, 13))
+
+
+def test_channel_shift_moves_one_eighth_each_way_with_zero_padding():
+    frames, text, visual, dim = 3, 2, 5, 16
+    x = torch.randn(frames, text + visual, dim)
+    out = shift_channels(x, frames, text).view(frames, text + visual, dim)
+    torch.testing.assert_close(out[:, : text + 1], x[:, : text + 1])  # text and CLS untouched
+    p = text + 1
+    torch.testing.assert_close(out[1:, p:, :2], x[:-1, p:, :2])
+    torch.testing.assert_close(out[0, p:, :2], torch.zeros(visual - 1, 2))
+    torch.testing.assert_close(out[:-1, p:, 2:4], x[1:, p:, 2:4])
+    torch.testing.assert_close(out[-1, p:, 2:4], torch.zeros(visual - 1, 2))
+    torch.testing.assert_close(out[:, p:, 4:], x[:, p:, 4:])
+
+
+def test_too_large_a_ratio_is_refused():
+    with pytest.raises(ValueError, match="roll_ratio"):
+        roll_positions("random", 5, 3)
