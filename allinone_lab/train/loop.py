@@ -1,0 +1,221 @@
+"""The one training loop, for pre-training and every fine-tuning task.
+
+    run = train(objective, dataset, config, run_dir)
+
+It places the objective on its device, wraps it for data parallelism under torchrun, accumulates
+gradients to the global batch, clips, steps AdamW and the warm-up/linear-decay schedule, logs metrics
+to ``run_dir/metrics.jsonl`` (and TensorBoard where installed), and writes ``run_dir/checkpoints/last.pt``
+atomically every ``checkpoint_every`` steps and at the end. Calling it again on the same ``run_dir``
+resumes exactly: model, optimizer, scheduler, RNG streams and position in the data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from .config import TrainConfig
+from .distributed import init_from_env, is_distributed, is_main, mean_across_processes, rank, world_size
+from .optim import build_optimizer, warmup_linear_schedule
+from .sampler import ResumableSampler
+from .state import atomic_save, atomic_write_json, capture_rng, load_checkpoint, restore_rng
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a step's loss is NaN or infinite; the last good checkpoint is left in place."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    last_metrics: dict[str, float]
+    checkpoint: Path
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16/fp16 autocast on GPU, nothing (fp32) on CPU or when ``precision='fp32'``."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return nullcontext()
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def environment() -> dict[str, Any]:
+    env = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
+           "processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+           "world_size": world_size(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+    return env
+
+
+def move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def train(
+    objective: nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    run_dir: str | Path,
+    collate_fn=None,
+    resolved_config: dict[str, Any] | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Optimise ``objective`` (an ``nn.Module`` returning ``(loss, metrics)`` for a batch) on ``dataset``.
+
+    Args:
+        resolved_config: the whole experiment's configuration, written to ``run_dir/config.json``.
+        stop_after: leave after this many optimizer steps in this call (a time-boxed job); the schedule
+            still spans ``config.max_steps`` and a later call resumes.
+    """
+    device = init_from_env(config.device)
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    torch.manual_seed(config.seed + rank())
+
+    objective.to(device)
+    optimizer = build_optimizer(objective, config.lr, config.weight_decay, config.betas)
+    scheduler = warmup_linear_schedule(optimizer, config.max_steps, config.warmup_ratio)
+    step, epoch, batches_done = 0, 0, 0
+    if ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        objective.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
+        restore_rng(state["rng"][rank()] if rank() < len(state["rng"]) else state["rng"][0])
+    elif is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json({"train": config.to_dict(), **(resolved_config or {})}, run_dir / "config.json")
+        atomic_write_json(environment(), run_dir / "environment.json")
+
+    model = objective
+    if is_distributed():
+        model = DistributedDataParallel(objective, find_unused_parameters=True)
+
+    per_step = config.batch_size * world_size()
+    global_batch = config.global_batch_size or per_step
+    if global_batch % per_step:
+        raise ValueError(f"global_batch_size={global_batch} is not a multiple of batch_size x processes = {per_step}")
+    accumulation = global_batch // per_step
+    sampler = ResumableSampler(len(dataset), config.batch_size, config.seed, True, rank(), world_size())
+
+    def batches():
+        nonlocal epoch, batches_done
+        while True:
+            sampler.set_position(epoch, batches_done)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True,
+                                num_workers=config.num_workers, collate_fn=collate_fn,
+                                pin_memory=device.type == "cuda",
+                                # its own generator: creating a loader must not draw from the global RNG
+                                generator=torch.Generator().manual_seed(config.seed + epoch))
+            for batch in loader:
+                batches_done += 1
+                yield batch
+            epoch, batches_done = epoch + 1, 0
+
+    writer = _tensorboard(run_dir) if is_main() else None
+    log_file = (run_dir / "metrics.jsonl").open("a") if is_main() else None
+    bar = _progress(config.max_steps, step) if progress and is_main() else None
+    stream = batches()
+    model.train()
+    sums: dict[str, torch.Tensor] = {}
+    count, window_start = 0, time.perf_counter()
+    last: dict[str, float] = {}
+    steps_this_call = 0
+    try:
+        while step < config.max_steps and (stop_after is None or steps_this_call < stop_after):
+            for micro in range(accumulation):
+                batch = move(next(stream), device)
+                sync = micro == accumulation - 1 or not is_distributed()
+                with (nullcontext() if sync else model.no_sync()), autocast_context(device, config.precision):
+                    loss, metrics = model(batch)
+                    (loss / accumulation).backward()
+                for key, value in metrics.items():
+                    sums[key] = sums.get(key, 0) + value.detach().float() / accumulation
+            loss_value = float(mean_across_processes(loss.detach().float()))  # one sync per step
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"loss is {loss_value} at step {step + 1}; stopped before the update. The last good "
+                    f"checkpoint is {ckpt_path if ckpt_path.is_file() else 'none (no checkpoint yet)'}"
+                )
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            steps_this_call += 1
+            count += 1
+            if bar is not None:
+                bar.update(1)
+            if step % config.log_every == 0 or step == config.max_steps:
+                elapsed = time.perf_counter() - window_start
+                last = {k: round(float(mean_across_processes(v)) / count, 6) for k, v in sums.items()}
+                last.update(step=step, epoch=epoch, lr=scheduler.get_last_lr()[0],
+                            videos_per_s=round(count * global_batch / elapsed, 3))
+                if log_file is not None:
+                    log_file.write(json.dumps(last) + "\n")
+                    log_file.flush()
+                if writer is not None:
+                    for key, value in last.items():
+                        writer.add_scalar(f"train/{key}", value, step)
+                if bar is not None:
+                    bar.set_postfix(loss=last.get("loss"))
+                sums, count, window_start = {}, 0, time.perf_counter()
+            if step % config.checkpoint_every == 0 or step == config.max_steps:
+                _save(ckpt_path, objective, optimizer, scheduler, step, epoch, batches_done)
+    finally:
+        if bar is not None:
+            bar.close()
+        if log_file is not None:
+            log_file.close()
+        if writer is not None:
+            writer.close()
+    if steps_this_call and step % config.checkpoint_every and step != config.max_steps:
+        _save(ckpt_path, objective, optimizer, scheduler, step, epoch, batches_done)
+    return RunResult(run_dir=run_dir, step=step, last_metrics=last, checkpoint=ckpt_path)
+
+
+def _save(path: Path, objective: nn.Module, optimizer, scheduler, step: int, epoch: int, batches_done: int) -> None:
+    rng = [capture_rng()]
+    if is_distributed():
+        gathered: list[Any] = [None] * world_size()
+        torch.distributed.all_gather_object(gathered, rng[0])
+        rng = gathered
+    if is_main():
+        atomic_save({"model": objective.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
+                     "batches_done": batches_done, "rng": rng}, path)
+
+
+def _progress(total: int, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", dynamic_ncols=True)
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))

@@ -1,0 +1,95 @@
+"""Objectives: modules that wrap the model and turn one batch into a weighted loss.
+
+An objective is an ``nn.Module`` whose ``forward(batch)`` returns ``(loss, metrics)``, so that
+``DistributedDataParallel`` can wrap it whatever model methods it calls.
+
+Batch keys (tensors, batch dimension first):
+    video ``(B, S, C, H, W)``, text_ids / text_mask ``(B, m)`` — the paired caption;
+    mlm_ids / mlm_labels ``(B, m)`` — the masked caption and its targets (-100 where nothing is asked);
+    vtm_video ``(B, S, C, H, W)`` and vtm_labels ``(B,)`` — optional VTM pairs prepared by the data
+    (1 = the caption's own video); when absent, negatives are made in the batch by giving half the
+    captions another item's video.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..model import AllInOne
+from .distributed import is_distributed, world_size
+from .losses import mlm_loss, vtc_loss, vtm_loss
+
+OBJECTIVES = ("vtm", "mlm", "vtc")
+
+
+class Pretraining(nn.Module):
+    """VTM + MLM (+ VTC) with real per-loss weights: the total is ``sum(weight * loss)``.
+
+    A weight of 0 skips that loss's forward pass entirely.
+    """
+
+    def __init__(self, model: AllInOne, weights: dict[str, float], vtm_neg_prob: float = 0.5) -> None:
+        super().__init__()
+        unknown = sorted(set(weights) - set(OBJECTIVES))
+        if unknown:
+            raise ValueError(f"loss weights: unknown objective(s) {unknown}; expected names in {list(OBJECTIVES)}")
+        if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+            raise ValueError(f"loss weights {weights}: expected non-negative weights, at least one positive")
+        self.model = model
+        self.weights = {name: float(weights.get(name, 0.0)) for name in OBJECTIVES}
+        self.vtm_neg_prob = vtm_neg_prob
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        model, w = self.model, self.weights
+        total = torch.zeros((), device=batch["video"].device)
+        metrics: dict[str, Tensor] = {}
+        if w["mlm"]:
+            out = model(batch["video"], batch["mlm_ids"], batch["text_mask"])
+            logits = model.mlm_logits(out)
+            labels = batch["mlm_labels"]
+            loss = balanced_mlm_loss(logits, labels)
+            total = total + w["mlm"] * loss
+            asked = labels != -100
+            metrics["mlm_loss"] = loss.detach()
+            metrics["mlm_acc"] = ((logits.argmax(-1) == labels) & asked).sum() / asked.sum().clamp(min=1)
+        if w["vtm"]:
+            video, labels = self.vtm_pairs(batch)
+            logits = model.vtm_logits(model(video, batch["text_ids"], batch["text_mask"]))
+            loss = vtm_loss(logits, labels)
+            total = total + w["vtm"] * loss
+            metrics["vtm_loss"] = loss.detach()
+            metrics["vtm_acc"] = (logits.argmax(-1) == labels).float().mean()
+        if w["vtc"]:
+            text = model.encode_text(batch["text_ids"], batch["text_mask"])
+            video = model.encode_video(batch["video"])
+            loss = vtc_loss(text, video, model.vtc_head.log_scale)
+            total = total + w["vtc"] * loss
+            metrics["vtc_loss"] = loss.detach()
+        metrics["loss"] = total.detach()
+        return total, metrics
+
+    def vtm_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``(video (B, S, C, H, W), labels (B,))``: the data's pairs, or in-batch negatives."""
+        if "vtm_labels" in batch:
+            return batch.get("vtm_video", batch["video"]), batch["vtm_labels"]
+        video = batch["video"]
+        size = video.shape[0]
+        if size < 2:
+            return video, torch.ones(size, dtype=torch.long, device=video.device)
+        negative = torch.rand(size, device=video.device) < self.vtm_neg_prob
+        other = (torch.arange(size, device=video.device) + torch.randint(1, size, (size,), device=video.device)) % size
+        index = torch.where(negative, other, torch.arange(size, device=video.device))
+        return video[index], (~negative).long()
+
+
+def balanced_mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """MLM loss normalised by the masked positions of the *global* batch, so that averaging the
+    per-process losses (as data parallelism does) equals the loss of one process holding every item."""
+    if not is_distributed():
+        return mlm_loss(logits, labels)
+    local = (labels != -100).sum()
+    total = local.detach().clone().float()
+    torch.distributed.all_reduce(total)
+    per_process = total / world_size()
+    return mlm_loss(logits, labels) * local / per_process.clamp(min=1)

@@ -1,0 +1,163 @@
+"""The training loop: real loss weights, schedule, accumulation, exact resume, NaN stop, atomic writes."""
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from allinone_lab.model import AllInOne, ModelConfig
+from allinone_lab.train import (
+    NonFiniteLossError,
+    Pretraining,
+    TrainConfig,
+    atomic_save,
+    load_checkpoint,
+    parameter_groups,
+    train,
+    vtc_loss,
+    warmup_linear_schedule,
+)
+
+
+def small_model(seed: int = 0, drop_path_rate: float = 0.1) -> AllInOne:
+    torch.manual_seed(seed)
+    return AllInOne(ModelConfig(variant="tiny", width=32, heads=2, depth=2, image_size=32, max_text_len=8,
+                                vocab_size=50, drop_path_rate=drop_path_rate))
+
+
+class Pairs(Dataset):
+    """Deterministic synthetic video-text items (a function of the index alone)."""
+
+    def __init__(self, size: int = 24) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        gen = torch.Generator().manual_seed(index)
+        ids = torch.randint(5, 50, (8,), generator=gen)
+        ids[0] = 1
+        mask = torch.ones(8, dtype=torch.long)
+        mask[6:] = 0
+        labels = torch.full((8,), -100)
+        labels[2:4] = ids[2:4]
+        mlm_ids = ids.clone()
+        mlm_ids[2:4] = 3
+        return {"video": torch.randn(3, 3, 32, 32, generator=gen), "text_ids": ids, "text_mask": mask,
+                "mlm_ids": mlm_ids, "mlm_labels": labels}
+
+
+def config(**overrides) -> TrainConfig:
+    base = dict(max_steps=6, batch_size=4, lr=1e-3, checkpoint_every=3, log_every=1, num_workers=0, seed=0,
+                loss_weights={"vtm": 1.0, "mlm": 1.0, "vtc": 0.5})
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def test_loss_weights_scale_each_loss():
+    batch = torch.utils.data.default_collate([Pairs()[i] for i in range(4)])
+    batch["vtm_labels"] = torch.tensor([1, 0, 1, 0])
+    model = small_model().eval()
+    full = Pretraining(model, {"vtm": 1.0, "mlm": 1.0, "vtc": 1.0})(batch)[1]
+    half = Pretraining(model, {"vtm": 0.5, "mlm": 1.0, "vtc": 0.0})
+    total, metrics = half(batch)
+    torch.testing.assert_close(total, 0.5 * full["vtm_loss"] + full["mlm_loss"])
+    assert "vtc_loss" not in metrics
+    with pytest.raises(ValueError, match="itc"):
+        Pretraining(model, {"itc": 1.0})
+
+
+def test_vtc_loss_is_symmetric_infonce():
+    text = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    video = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    scale = torch.tensor(20.0)
+    logits = scale * text @ video.t()
+    expected = (torch.nn.functional.cross_entropy(logits, torch.arange(5))
+                + torch.nn.functional.cross_entropy(logits.t(), torch.arange(5))) / 2
+    torch.testing.assert_close(vtc_loss(text, video, scale.log()), expected)
+
+
+def test_schedule_warms_up_then_decays_to_zero_and_norms_do_not_decay():
+    model = small_model()
+    groups = parameter_groups(model, 0.01)
+    no_decay = {id(p) for p in groups[1]["params"]}
+    assert id(model.norm.weight) in no_decay and id(model.blocks[0].attn.qkv.bias) in no_decay
+    assert id(model.blocks[0].attn.qkv.weight) not in no_decay
+    opt = torch.optim.AdamW(groups, lr=1.0)
+    sched = warmup_linear_schedule(opt, total_steps=100, warmup_ratio=0.1)
+    lrs = []
+    for _ in range(100):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0) and lrs[55] == pytest.approx(0.5) and sched.get_last_lr()[0] == 0.0
+
+
+def test_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    straight = train(Pretraining(small_model(), config().loss_weights), Pairs(), config(), tmp_path / "a",
+                     progress=False)
+    first = train(Pretraining(small_model(), config().loss_weights), Pairs(), config(), tmp_path / "b",
+                  stop_after=4, progress=False)
+    assert first.step == 4 and load_checkpoint(first.checkpoint)["step"] == 4
+    # A fresh process would build a fresh model: the checkpoint must restore everything.
+    resumed = train(Pretraining(small_model(seed=123), config().loss_weights), Pairs(), config(), tmp_path / "b",
+                    progress=False)
+    assert resumed.step == 6
+    a = load_checkpoint(straight.checkpoint)["model"]
+    b = load_checkpoint(resumed.checkpoint)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "mlm_loss", "vtm_loss", "vtc_loss", "lr", "videos_per_s"} <= set(rows[-1])
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["max_steps"] == 6
+
+
+def test_gradient_accumulation_matches_one_large_batch(tmp_path):
+    weights = {"mlm": 1.0}  # deterministic: no in-batch negatives, no stochastic depth
+    one = train(Pretraining(small_model(drop_path_rate=0.0), weights), Pairs(), config(max_steps=2, batch_size=8, loss_weights=weights),
+                tmp_path / "one", progress=False)
+    acc = train(Pretraining(small_model(drop_path_rate=0.0), weights), Pairs(),
+                config(max_steps=2, batch_size=4, global_batch_size=8, loss_weights=weights), tmp_path / "acc",
+                progress=False)
+    a, b = load_checkpoint(one.checkpoint)["model"], load_checkpoint(acc.checkpoint)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4)
+
+
+class Exploding(Pairs):
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if index == 13:
+            item["video"] = item["video"] * float("nan")
+        return item
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = config(max_steps=20, checkpoint_every=1, loss_weights={"vtm": 1.0, "mlm": 1.0})
+    with pytest.raises(NonFiniteLossError, match=r"nan at step \d+"):
+        train(Pretraining(small_model(), cfg.loss_weights), Exploding(), cfg, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] >= 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_checkpoint_writes_are_atomic(tmp_path):
+    path = tmp_path / "last.pt"
+    atomic_save({"step": 1}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        atomic_save({"step": 2, "payload": Boom()}, path)
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(ValueError, match="could not be read"):
+        load_checkpoint(path)
