@@ -1,46 +1,21 @@
-"""Atomic, resumable training state: model, optimizer, scheduler, RNG streams and the data position.
+"""Resumable training state: model, optimizer, scheduler, RNG streams and the data position.
 
-Every file is written to a temporary name in the same directory and moved into place with
-``os.replace``, so a killed run leaves either the previous file or the new one, never half of one.
-Checkpoints load with ``torch.load(weights_only=True)``: nothing but tensors and plain containers.
+Checkpoints are written atomically (:mod:`allinone_lab.io`) and load with ``torch.load(weights_only=True)``: nothing but tensors and plain containers.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..io import atomic_save, atomic_write_bytes, atomic_write_json
 
-def atomic_write_bytes(path: str | os.PathLike, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync it, then rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    atomic_write_bytes(path, lambda handle: torch.save(obj, handle))
-
-
-def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
-    atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
+__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_json", "capture_rng", "load_checkpoint", "restore_rng"]
 
 
 def capture_rng() -> dict[str, Any]:
