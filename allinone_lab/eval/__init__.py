@@ -1,6 +1,37 @@
-"""Evaluation: retrieval ranks with a stated tie policy, accuracies, a retrieval index."""
+"""Evaluation: retrieval ranks with a stated tie policy, accuracies, a retrieval index, task routines.
+
+Evaluation composes the model with batches from the data; it does not train.
+"""
 
 from .index import EmbeddingIndex
 from .metrics import TIE_POLICIES, accuracy, rank_metrics, ranks, retrieval_metrics, topk_accuracy
+from .tasks import (
+    encode_texts,
+    encode_videos,
+    evaluate_cloze,
+    evaluate_multiple_choice,
+    evaluate_open_ended_qa,
+    evaluate_retrieval,
+    extract_features,
+    linear_probe,
+    rerank_with_vtm,
+)
 
-__all__ = ["EmbeddingIndex", "TIE_POLICIES", "accuracy", "rank_metrics", "ranks", "retrieval_metrics", "topk_accuracy"]
+__all__ = [
+    "EmbeddingIndex",
+    "TIE_POLICIES",
+    "accuracy",
+    "encode_texts",
+    "encode_videos",
+    "evaluate_cloze",
+    "evaluate_multiple_choice",
+    "evaluate_open_ended_qa",
+    "evaluate_retrieval",
+    "extract_features",
+    "linear_probe",
+    "rank_metrics",
+    "ranks",
+    "rerank_with_vtm",
+    "retrieval_metrics",
+    "topk_accuracy",
+]

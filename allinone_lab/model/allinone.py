@@ -285,6 +285,15 @@ class AllInOne(nn.Module):
         output = self.forward(video=video)
         return self.vtc_head.project_video(output.video_tokens[:, 0])
 
+    def choice_scores(self, video: Tensor, choice_ids: Tensor, choice_mask: Tensor) -> Tensor:
+        """Score every (video, candidate text) pair: ``video (B, S, C, H, W)``, ``choice_ids (B, K, m)`` ->
+        ``(B, K)``, with the multiple-choice head if there is one, else the VTM "match" logit."""
+        batch, choices, length = choice_ids.shape
+        videos = video.repeat_interleave(choices, dim=0)
+        out = self.forward(videos, choice_ids.reshape(-1, length), choice_mask.reshape(-1, length))
+        scores = self.mc_head(out.pooled) if self.mc_head is not None else self.vtm_logits(out)[:, 1]
+        return scores.view(batch, choices)
+
     def head_parameter_names(self) -> list[str]:
         """Names of the pre-training head parameters (VTM and MLM), excluded from Table 1 counts."""
         return [n for n, _ in self.named_parameters() if n.startswith(("vtm_head.", "mlm_head."))]

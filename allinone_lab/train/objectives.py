@@ -18,9 +18,11 @@ from torch import Tensor, nn
 
 from ..model import AllInOne
 from .distributed import is_distributed, world_size
-from .losses import mlm_loss, vtc_loss, vtm_loss
+from .losses import mlm_loss, multiple_choice_loss, vtc_loss, vtm_loss
 
 OBJECTIVES = ("vtm", "mlm", "vtc")
+
+__all__ = ["MultipleChoice", "OpenEndedQA", "Pretraining", "Retrieval", "balanced_mlm_loss"]
 
 
 class Pretraining(nn.Module):
@@ -93,3 +95,71 @@ def balanced_mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     torch.distributed.all_reduce(total)
     per_process = total / world_size()
     return mlm_loss(logits, labels) * local / per_process.clamp(min=1)
+
+
+class Retrieval(nn.Module):
+    """Retrieval fine-tuning: VTC over unimodal features plus VTM on the joint input.
+
+    VTM negatives are hard: each caption is paired with another video of the batch drawn in proportion to
+    its (detached) VTC similarity, and each video with another caption likewise.
+    """
+
+    def __init__(self, model: AllInOne, weights: dict[str, float] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = {"vtc": 1.0, "vtm": 1.0, **(weights or {})}
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        model = self.model
+        video, ids, mask = batch["video"], batch["text_ids"], batch["text_mask"]
+        text_emb, video_emb = model.encode_text(ids, mask), model.encode_video(video)
+        loss_vtc = vtc_loss(text_emb, video_emb, model.vtc_head.log_scale)
+        metrics = {"vtc_loss": loss_vtc.detach()}
+        total = self.weights["vtc"] * loss_vtc
+        if self.weights["vtm"] and video.shape[0] > 1:
+            size = video.shape[0]
+            with torch.no_grad():
+                sim = (text_emb @ video_emb.t()).float()
+                sim.fill_diagonal_(float("-inf"))
+                neg_video = torch.multinomial(sim.softmax(dim=1), 1).squeeze(1)
+                neg_text = torch.multinomial(sim.t().softmax(dim=1), 1).squeeze(1)
+            videos = torch.cat((video, video[neg_video], video))
+            texts = torch.cat((ids, ids, ids[neg_text]))
+            masks = torch.cat((mask, mask, mask[neg_text]))
+            labels = torch.cat((torch.ones(size), torch.zeros(2 * size))).long().to(video.device)
+            logits = model.vtm_logits(model(videos, texts, masks))
+            loss_vtm = vtm_loss(logits, labels)
+            total = total + self.weights["vtm"] * loss_vtm
+            metrics["vtm_loss"] = loss_vtm.detach()
+            metrics["vtm_acc"] = (logits.argmax(-1) == labels).float().mean()
+        metrics["loss"] = total.detach()
+        return total, metrics
+
+
+class MultipleChoice(nn.Module):
+    """Multiple choice (and multiple-choice QA): the candidates' scores compete in one softmax."""
+
+    def __init__(self, model: AllInOne) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        scores = self.model.choice_scores(batch["video"], batch["choice_ids"], batch["choice_mask"])
+        loss = multiple_choice_loss(scores, batch["answer"])
+        return loss, {"loss": loss.detach(), "acc": (scores.argmax(1) == batch["answer"]).float().mean()}
+
+
+class OpenEndedQA(nn.Module):
+    """Open-ended QA as classification over the training split's answers (``answer`` indexes them)."""
+
+    def __init__(self, model: AllInOne) -> None:
+        super().__init__()
+        if model.qa_head is None:
+            raise ValueError("OpenEndedQA needs a model built with ModelConfig.num_answers > 0")
+        self.model = model
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        out = self.model(batch["video"], batch["text_ids"], batch["text_mask"])
+        logits = self.model.qa_head(out.pooled)
+        loss = torch.nn.functional.cross_entropy(logits.float(), batch["answer"], ignore_index=-1)
+        return loss, {"loss": loss.detach(), "acc": (logits.argmax(1) == batch["answer"]).float().mean()}

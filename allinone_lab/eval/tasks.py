@@ -1,0 +1,143 @@
+"""Evaluation routines for every downstream task; each takes a model and iterables of batches.
+
+Evaluation is deterministic: the model is put in eval mode (no dropout, fixed rolling positions) and
+the data should sample the middle frame of each segment. Batch keys follow
+:mod:`allinone_lab.train.objectives`; evaluation needs nothing from training.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from ..model import AllInOne
+from .metrics import accuracy, retrieval_metrics, topk_accuracy
+
+Batches = Iterable[dict[str, Tensor]]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def encode_videos(model: AllInOne, batches: Batches) -> Tensor:
+    """Unit video embeddings ``(V, E)``, one forward per video."""
+    model.eval()
+    return torch.cat([model.encode_video(b["video"].to(_device(model))).float().cpu() for b in batches])
+
+
+@torch.no_grad()
+def encode_texts(model: AllInOne, batches: Batches) -> Tensor:
+    """Unit text embeddings ``(T, E)``, one forward per text."""
+    model.eval()
+    dev = _device(model)
+    return torch.cat([model.encode_text(b["text_ids"].to(dev), b["text_mask"].to(dev)).float().cpu() for b in batches])
+
+
+@torch.no_grad()
+def rerank_with_vtm(model: AllInOne, similarity: Tensor, videos: Tensor, text_ids: Tensor, text_mask: Tensor,
+                    k: int) -> Tensor:
+    """Re-score each text's top-``k`` videos with the VTM "match" logit (joint input); the others keep
+    their dual-stream score minus a margin so they stay below every re-scored video."""
+    model.eval()
+    dev = _device(model)
+    k = min(k, similarity.shape[1])
+    top = similarity.topk(k, dim=1).indices
+    rescored = similarity.clone() - (similarity.max() - similarity.min() + 1) * 1e3
+    for text in range(similarity.shape[0]):
+        cand = top[text]
+        out = model(videos[cand].to(dev), text_ids[text].expand(k, -1).to(dev), text_mask[text].expand(k, -1).to(dev))
+        rescored[text, cand] = model.vtm_logits(out)[:, 1].float().cpu()
+    return rescored
+
+
+def evaluate_retrieval(model: AllInOne, video_batches: Batches, text_batches: Batches, text_to_video: Tensor,
+                       ties: str = "pessimistic") -> dict[str, float]:
+    """Dual-stream retrieval: encode each video and each text once, rank by cosine similarity."""
+    similarity = encode_texts(model, text_batches) @ encode_videos(model, video_batches).t()
+    return retrieval_metrics(similarity, text_to_video, ties)
+
+
+@torch.no_grad()
+def evaluate_multiple_choice(model: AllInOne, batches: Batches) -> dict[str, float]:
+    """Accuracy (percent) when the candidates' scores compete (VTM match logit, or the MC head)."""
+    model.eval()
+    dev = _device(model)
+    predictions, answers = [], []
+    for b in batches:
+        scores = model.choice_scores(b["video"].to(dev), b["choice_ids"].to(dev), b["choice_mask"].to(dev))
+        predictions.append(scores.argmax(1).cpu())
+        answers.append(b["answer"])
+    return {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers))}
+
+
+@torch.no_grad()
+def evaluate_open_ended_qa(model: AllInOne, batches: Batches) -> dict[str, float]:
+    """Accuracy (percent) over the answer vocabulary; answers outside it (-1) count as wrong."""
+    model.eval()
+    dev = _device(model)
+    predictions, answers = [], []
+    for b in batches:
+        out = model(b["video"].to(dev), b["text_ids"].to(dev), b["text_mask"].to(dev))
+        predictions.append(model.qa_head(out.pooled).argmax(1).cpu())
+        answers.append(b["answer"])
+    return {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers))}
+
+
+@torch.no_grad()
+def evaluate_cloze(model: AllInOne, batches: Batches) -> dict[str, float]:
+    """MLM accuracy (percent) on masked words, overall and per item ``kind`` (a list of strings per batch,
+    e.g. ``direction`` / ``colour``) when the batches carry one."""
+    model.eval()
+    dev = _device(model)
+    right: dict[str, int] = defaultdict(int)
+    total: dict[str, int] = defaultdict(int)
+    for b in batches:
+        out = model(b["video"].to(dev), b["mlm_ids"].to(dev), b["text_mask"].to(dev))
+        labels = b["mlm_labels"]
+        hit = (model.mlm_logits(out).argmax(-1).cpu() == labels) & (labels != -100)
+        asked = (labels != -100).sum(1)
+        kinds = b.get("kind", ["all"] * len(labels))
+        for i, kind in enumerate(kinds):
+            for key in {"all", kind}:
+                right[key] += int(hit[i].sum())
+                total[key] += int(asked[i])
+    return {f"cloze_acc_{k}": 100.0 * right[k] / total[k] for k in sorted(total) if total[k]}
+
+
+@torch.no_grad()
+def extract_features(model: AllInOne, batches: Batches) -> tuple[Tensor, Tensor]:
+    """Frozen video features for a linear probe: the frame-averaged video CLS ``(N, D)`` and ``label (N,)``."""
+    model.eval()
+    dev = _device(model)
+    feats, labels = [], []
+    for b in batches:
+        feats.append(model(video=b["video"].to(dev)).video_tokens[:, 0].float().cpu())
+        labels.append(b["label"])
+    return torch.cat(feats), torch.cat(labels)
+
+
+def linear_probe(train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor,
+                 num_classes: int | None = None, epochs: int = 100, lr: float = 1e-2, weight_decay: float = 1e-4,
+                 seed: int = 0) -> dict[str, float]:
+    """Train one linear layer on frozen features (full-batch AdamW on standardised features) and report
+    top-1/5/10 accuracy on the test features."""
+    classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
+    mean, std = train_features.mean(0), train_features.std(0).clamp(min=1e-6)
+    x_train, x_test = (train_features - mean) / std, (test_features - mean) / std
+    gen = torch.Generator().manual_seed(seed)
+    layer = nn.Linear(x_train.shape[1], classes)
+    with torch.no_grad():
+        layer.weight.normal_(0, 0.01, generator=gen)
+        layer.bias.zero_()
+    opt = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        opt.zero_grad()
+        nn.functional.cross_entropy(layer(x_train), train_labels).backward()
+        opt.step()
+    with torch.no_grad():
+        return topk_accuracy(layer(x_test), test_labels, ks=tuple(k for k in (1, 5, 10) if k <= classes))
