@@ -39,8 +39,8 @@ def make_batch(size: int = 6) -> dict[str, torch.Tensor]:
     labels[:, 2] = ids[:, 2]
     labels[1, 3:5] = ids[1, 3:5]  # uneven masked counts across processes
     mlm_ids = torch.where(labels != -100, torch.full_like(ids, 3), ids)
-    return {"video": torch.randn(size, 3, 3, 32, 32, generator=gen), "text_ids": ids, "text_mask": mask,
-            "mlm_ids": mlm_ids, "mlm_labels": labels, "vtm_labels": torch.tensor([1, 0, 1, 1, 0, 0])[:size]}
+    return {"video": torch.randn(size, 3, 3, 32, 32, generator=gen), "input_ids": ids, "attention_mask": mask,
+            "mlm_input_ids": mlm_ids, "mlm_labels": labels, "vtm_label": torch.tensor([1, 0, 1, 1, 0, 0])[:size]}
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:

@@ -52,10 +52,10 @@ def test_choice_scores_equal_one_forward_per_candidate():
 def test_multiple_choice_objective_and_evaluation_agree():
     m = model()
     ids, mask = texts(3 * 5)
-    batch = {"video": videos(3), "choice_ids": ids.view(3, 5, 8), "choice_mask": mask.view(3, 5, 8),
+    batch = {"video": videos(3), "input_ids": ids.view(3, 5, 8), "attention_mask": mask.view(3, 5, 8),
              "answer": torch.tensor([0, 4, 2])}
     loss, metrics = MultipleChoice(m)(batch)
-    scores = m.choice_scores(batch["video"], batch["choice_ids"], batch["choice_mask"])
+    scores = m.choice_scores(batch["video"], batch["input_ids"], batch["attention_mask"])
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(scores, batch["answer"]))
     assert evaluate_multiple_choice(m, [batch])["accuracy"] == pytest.approx(float(metrics["acc"]) * 100)
 
@@ -63,10 +63,10 @@ def test_multiple_choice_objective_and_evaluation_agree():
 def test_open_ended_qa_counts_unknown_answers_wrong():
     m = model(num_answers=6)
     ids, mask = texts(4)
-    batch = {"video": videos(4), "text_ids": ids, "text_mask": mask}
+    batch = {"video": videos(4), "input_ids": ids, "attention_mask": mask}
     with torch.no_grad():
         predicted = m.qa_head(m(batch["video"], ids, mask).pooled).argmax(1)
-    batch["answer"] = torch.stack([predicted[0], predicted[1], torch.tensor(-1), (predicted[3] + 1) % 6])
+    batch["answer_label"] = torch.stack([predicted[0], predicted[1], torch.tensor(-1), (predicted[3] + 1) % 6])
     assert evaluate_open_ended_qa(m, [batch])["accuracy"] == 50.0
     with pytest.raises(ValueError, match="num_answers"):
         OpenEndedQA(model())
@@ -75,13 +75,13 @@ def test_open_ended_qa_counts_unknown_answers_wrong():
 def test_retrieval_objective_trains_both_losses_and_dual_stream_evaluation():
     m = model().train()
     ids, mask = texts(4)
-    loss, metrics = Retrieval(m)({"video": videos(4), "text_ids": ids, "text_mask": mask})
+    loss, metrics = Retrieval(m)({"video": videos(4), "input_ids": ids, "attention_mask": mask})
     loss.backward()
     assert {"vtc_loss", "vtm_loss"} <= set(metrics)
     assert m.vtc_head.text_proj.weight.grad.abs().sum() > 0 and m.vtm_head.fc.weight.grad.abs().sum() > 0
     m.eval()
     video_batches = [{"video": videos(4)[:2]}, {"video": videos(4)[2:]}]
-    text_batches = [{"text_ids": ids, "text_mask": mask}]
+    text_batches = [{"input_ids": ids, "attention_mask": mask}]
     sim = encode_texts(m, text_batches) @ encode_videos(m, video_batches).t()
     expected = retrieval_metrics(sim, torch.arange(4))
     assert evaluate_retrieval(m, video_batches, text_batches, torch.arange(4)) == expected
@@ -111,9 +111,12 @@ def test_cloze_accuracy_per_kind():
         predicted = m.mlm_logits(m(videos(2), ids, mask)).argmax(-1)
     labels[0, 2] = predicted[0, 2]  # item 0 right, item 1 wrong
     labels[1, 2] = (predicted[1, 2] + 1) % 50
-    result = evaluate_cloze(m, [{"video": videos(2), "mlm_ids": ids, "text_mask": mask, "mlm_labels": labels,
+    result = evaluate_cloze(m, [{"video": videos(2), "input_ids": ids, "attention_mask": mask, "mlm_labels": labels,
                                  "kind": ["direction", "colour"]}])
     assert result == {"cloze_acc_all": 50.0, "cloze_acc_colour": 0.0, "cloze_acc_direction": 100.0}
+    flagged = evaluate_cloze(m, [{"video": videos(2), "input_ids": ids, "attention_mask": mask, "mlm_labels": labels,
+                                  "temporal": torch.tensor([True, False])}])
+    assert flagged == {"cloze_acc_all": 50.0, "cloze_acc_static": 0.0, "cloze_acc_temporal": 100.0}
 
 
 def test_linear_probe_learns_separable_features():

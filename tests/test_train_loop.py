@@ -45,8 +45,8 @@ class Pairs(Dataset):
         labels[2:4] = ids[2:4]
         mlm_ids = ids.clone()
         mlm_ids[2:4] = 3
-        return {"video": torch.randn(3, 3, 32, 32, generator=gen), "text_ids": ids, "text_mask": mask,
-                "mlm_ids": mlm_ids, "mlm_labels": labels}
+        return {"video": torch.randn(3, 3, 32, 32, generator=gen), "input_ids": ids, "attention_mask": mask,
+                "mlm_input_ids": mlm_ids, "mlm_labels": labels}
 
 
 def config(**overrides) -> TrainConfig:
@@ -58,7 +58,7 @@ def config(**overrides) -> TrainConfig:
 
 def test_loss_weights_scale_each_loss():
     batch = torch.utils.data.default_collate([Pairs()[i] for i in range(4)])
-    batch["vtm_labels"] = torch.tensor([1, 0, 1, 0])
+    batch["vtm_label"] = torch.tensor([1, 0, 1, 0])
     model = small_model().eval()
     full = Pretraining(model, {"vtm": 1.0, "mlm": 1.0, "vtc": 1.0})(batch)[1]
     half = Pretraining(model, {"vtm": 0.5, "mlm": 1.0, "vtc": 0.0})

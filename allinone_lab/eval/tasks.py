@@ -35,7 +35,9 @@ def encode_texts(model: AllInOne, batches: Batches) -> Tensor:
     """Unit text embeddings ``(T, E)``, one forward per text."""
     model.eval()
     dev = _device(model)
-    return torch.cat([model.encode_text(b["text_ids"].to(dev), b["text_mask"].to(dev)).float().cpu() for b in batches])
+    return torch.cat(
+        [model.encode_text(b["input_ids"].to(dev), b["attention_mask"].to(dev)).float().cpu() for b in batches]
+    )
 
 
 @torch.no_grad()
@@ -69,7 +71,7 @@ def evaluate_multiple_choice(model: AllInOne, batches: Batches) -> dict[str, flo
     dev = _device(model)
     predictions, answers = [], []
     for b in batches:
-        scores = model.choice_scores(b["video"].to(dev), b["choice_ids"].to(dev), b["choice_mask"].to(dev))
+        scores = model.choice_scores(b["video"].to(dev), b["input_ids"].to(dev), b["attention_mask"].to(dev))
         predictions.append(scores.argmax(1).cpu())
         answers.append(b["answer"])
     return {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers))}
@@ -82,26 +84,31 @@ def evaluate_open_ended_qa(model: AllInOne, batches: Batches) -> dict[str, float
     dev = _device(model)
     predictions, answers = [], []
     for b in batches:
-        out = model(b["video"].to(dev), b["text_ids"].to(dev), b["text_mask"].to(dev))
+        out = model(b["video"].to(dev), b["input_ids"].to(dev), b["attention_mask"].to(dev))
         predictions.append(model.qa_head(out.pooled).argmax(1).cpu())
-        answers.append(b["answer"])
+        answers.append(b["answer_label"])
     return {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers))}
 
 
 @torch.no_grad()
 def evaluate_cloze(model: AllInOne, batches: Batches) -> dict[str, float]:
-    """MLM accuracy (percent) on masked words, overall and per item ``kind`` (a list of strings per batch,
-    e.g. ``direction`` / ``colour``) when the batches carry one."""
+    """MLM accuracy (percent) on masked words (``input_ids`` already masked, ``mlm_labels``), overall and
+    per kind: ``temporal``/``static`` from a boolean ``temporal`` key, or any ``kind`` list of strings."""
     model.eval()
     dev = _device(model)
     right: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)
     for b in batches:
-        out = model(b["video"].to(dev), b["mlm_ids"].to(dev), b["text_mask"].to(dev))
+        out = model(b["video"].to(dev), b["input_ids"].to(dev), b["attention_mask"].to(dev))
         labels = b["mlm_labels"]
         hit = (model.mlm_logits(out).argmax(-1).cpu() == labels) & (labels != -100)
         asked = (labels != -100).sum(1)
-        kinds = b.get("kind", ["all"] * len(labels))
+        if "kind" in b:
+            kinds = list(b["kind"])
+        elif "temporal" in b:
+            kinds = ["temporal" if t else "static" for t in b["temporal"].tolist()]
+        else:
+            kinds = ["all"] * len(labels)
         for i, kind in enumerate(kinds):
             for key in {"all", kind}:
                 right[key] += int(hit[i].sum())

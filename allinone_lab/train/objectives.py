@@ -3,12 +3,14 @@
 An objective is an ``nn.Module`` whose ``forward(batch)`` returns ``(loss, metrics)``, so that
 ``DistributedDataParallel`` can wrap it whatever model methods it calls.
 
-Batch keys (tensors, batch dimension first):
-    video ``(B, S, C, H, W)``, text_ids / text_mask ``(B, m)`` — the paired caption;
-    mlm_ids / mlm_labels ``(B, m)`` — the masked caption and its targets (-100 where nothing is asked);
-    vtm_video ``(B, S, C, H, W)`` and vtm_labels ``(B,)`` — optional VTM pairs prepared by the data
-    (1 = the caption's own video); when absent, negatives are made in the batch by giving half the
-    captions another item's video.
+Batch keys are those of :mod:`allinone_lab.data.datasets` (tensors, batch dimension first):
+    video ``(B, S, C, H, W)``, input_ids / attention_mask ``(B, m)`` — the paired caption;
+    mlm_input_ids / mlm_labels ``(B, m)`` — the masked caption and its targets (-100 where nothing is asked);
+    vtm_video ``(B, S, C, H, W)``, vtm_input_ids / vtm_attention_mask ``(B, m)`` and vtm_label ``(B,)`` —
+    optional VTM pairs prepared by the data (1 = matched); when absent, negatives are made in the batch
+    by giving half the captions another item's video;
+    multiple choice: input_ids / attention_mask ``(B, K, m)`` and answer ``(B,)``;
+    open-ended QA: answer_label ``(B,)`` (-1: outside the answer vocabulary).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class Pretraining(nn.Module):
         total = torch.zeros((), device=batch["video"].device)
         metrics: dict[str, Tensor] = {}
         if w["mlm"]:
-            out = model(batch["video"], batch["mlm_ids"], batch["text_mask"])
+            out = model(batch["video"], batch["mlm_input_ids"], batch["attention_mask"])
             logits = model.mlm_logits(out)
             labels = batch["mlm_labels"]
             loss = balanced_mlm_loss(logits, labels)
@@ -56,14 +58,14 @@ class Pretraining(nn.Module):
             metrics["mlm_loss"] = loss.detach()
             metrics["mlm_acc"] = ((logits.argmax(-1) == labels) & asked).sum() / asked.sum().clamp(min=1)
         if w["vtm"]:
-            video, labels = self.vtm_pairs(batch)
-            logits = model.vtm_logits(model(video, batch["text_ids"], batch["text_mask"]))
+            video, ids, mask, labels = self.vtm_pairs(batch)
+            logits = model.vtm_logits(model(video, ids, mask))
             loss = vtm_loss(logits, labels)
             total = total + w["vtm"] * loss
             metrics["vtm_loss"] = loss.detach()
             metrics["vtm_acc"] = (logits.argmax(-1) == labels).float().mean()
         if w["vtc"]:
-            text = model.encode_text(batch["text_ids"], batch["text_mask"])
+            text = model.encode_text(batch["input_ids"], batch["attention_mask"])
             video = model.encode_video(batch["video"])
             loss = vtc_loss(text, video, model.vtc_head.log_scale)
             total = total + w["vtc"] * loss
@@ -71,18 +73,21 @@ class Pretraining(nn.Module):
         metrics["loss"] = total.detach()
         return total, metrics
 
-    def vtm_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """``(video (B, S, C, H, W), labels (B,))``: the data's pairs, or in-batch negatives."""
-        if "vtm_labels" in batch:
-            return batch.get("vtm_video", batch["video"]), batch["vtm_labels"]
+    def vtm_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(video (B, S, C, H, W), ids (B, m), mask (B, m), labels (B,))``: the data's pairs, or
+        in-batch negatives."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if "vtm_label" in batch:
+            return (batch.get("vtm_video", batch["video"]), batch.get("vtm_input_ids", ids),
+                    batch.get("vtm_attention_mask", mask), batch["vtm_label"])
         video = batch["video"]
         size = video.shape[0]
         if size < 2:
-            return video, torch.ones(size, dtype=torch.long, device=video.device)
+            return video, ids, mask, torch.ones(size, dtype=torch.long, device=video.device)
         negative = torch.rand(size, device=video.device) < self.vtm_neg_prob
         other = (torch.arange(size, device=video.device) + torch.randint(1, size, (size,), device=video.device)) % size
         index = torch.where(negative, other, torch.arange(size, device=video.device))
-        return video[index], (~negative).long()
+        return video[index], ids, mask, (~negative).long()
 
 
 def balanced_mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -111,7 +116,7 @@ class Retrieval(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         model = self.model
-        video, ids, mask = batch["video"], batch["text_ids"], batch["text_mask"]
+        video, ids, mask = batch["video"], batch["input_ids"], batch["attention_mask"]
         text_emb, video_emb = model.encode_text(ids, mask), model.encode_video(video)
         loss_vtc = vtc_loss(text_emb, video_emb, model.vtc_head.log_scale)
         metrics = {"vtc_loss": loss_vtc.detach()}
@@ -144,13 +149,14 @@ class MultipleChoice(nn.Module):
         self.model = model
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        scores = self.model.choice_scores(batch["video"], batch["choice_ids"], batch["choice_mask"])
+        scores = self.model.choice_scores(batch["video"], batch["input_ids"], batch["attention_mask"])
         loss = multiple_choice_loss(scores, batch["answer"])
         return loss, {"loss": loss.detach(), "acc": (scores.argmax(1) == batch["answer"]).float().mean()}
 
 
 class OpenEndedQA(nn.Module):
-    """Open-ended QA as classification over the training split's answers (``answer`` indexes them)."""
+    """Open-ended QA as classification over the training split's answers (``answer_label`` indexes them;
+    -1, an answer outside the vocabulary, is ignored in training)."""
 
     def __init__(self, model: AllInOne) -> None:
         super().__init__()
@@ -159,7 +165,8 @@ class OpenEndedQA(nn.Module):
         self.model = model
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        out = self.model(batch["video"], batch["text_ids"], batch["text_mask"])
+        out = self.model(batch["video"], batch["input_ids"], batch["attention_mask"])
         logits = self.model.qa_head(out.pooled)
-        loss = torch.nn.functional.cross_entropy(logits.float(), batch["answer"], ignore_index=-1)
-        return loss, {"loss": loss.detach(), "acc": (logits.argmax(1) == batch["answer"]).float().mean()}
+        labels = batch["answer_label"]
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels, ignore_index=-1)
+        return loss, {"loss": loss.detach(), "acc": (logits.argmax(1) == labels).float().mean()}
