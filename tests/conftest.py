@@ -1,8 +1,11 @@
 """Shared test fixtures. Tests never touch the network."""
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The built-in corpus is generated into a throw-away cache, not the user's ~/.cache.
+os.environ.setdefault("ALLINONE_DATA_CACHE", tempfile.mkdtemp(prefix="allinone-test-cache-"))
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402

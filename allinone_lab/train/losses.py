@@ -18,7 +18,7 @@ def vtm_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Cross-entropy on masked positions. ``logits (B, m, V)``, ``labels (B, m)`` with -100 elsewhere.
+    """Cross-entropy on masked positions. ``logits (..., V)``, ``labels (...)`` with -100 elsewhere.
 
     A batch without any masked position gives 0 (not NaN) and still keeps the graph.
     """

@@ -50,13 +50,14 @@ class Pretraining(nn.Module):
         metrics: dict[str, Tensor] = {}
         if w["mlm"]:
             out = model(batch["video"], batch["mlm_input_ids"], batch["attention_mask"])
-            logits = model.mlm_logits(out)
             labels = batch["mlm_labels"]
-            loss = balanced_mlm_loss(logits, labels)
-            total = total + w["mlm"] * loss
             asked = labels != -100
+            # The vocabulary projection only where a word is asked: (n_masked, V), not (B, m, V).
+            logits = model.mlm_head(out.text_tokens[asked])
+            loss = balanced_mlm_loss(logits, labels[asked])
+            total = total + w["mlm"] * loss
             metrics["mlm_loss"] = loss.detach()
-            metrics["mlm_acc"] = ((logits.argmax(-1) == labels) & asked).sum() / asked.sum().clamp(min=1)
+            metrics["mlm_acc"] = (logits.argmax(-1) == labels[asked]).float().mean()
         if w["vtm"]:
             video, ids, mask, labels = self.vtm_pairs(batch)
             logits = model.vtm_logits(model(video, ids, mask))
@@ -92,7 +93,9 @@ class Pretraining(nn.Module):
 
 def balanced_mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """MLM loss normalised by the masked positions of the *global* batch, so that averaging the
-    per-process losses (as data parallelism does) equals the loss of one process holding every item."""
+    per-process losses (as data parallelism does) equals the loss of one process holding every item.
+
+    ``logits (..., V)`` and ``labels (...)`` (-100 where nothing is asked)."""
     if not is_distributed():
         return mlm_loss(logits, labels)
     local = (labels != -100).sum()

@@ -1,0 +1,124 @@
+"""Jobs that compose the model, the data and the loop: pre-train, fine-tune for retrieval, evaluate.
+
+The command line (``python -m allinone_lab.train``) and the notebooks call these same functions. Each
+writes into its run directory: ``config.json``, ``environment.json``, ``metrics.jsonl``,
+``checkpoints/last.pt`` and, when it evaluates, ``results.json`` (atomically).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data import collate, corpus_dataset
+from ..eval import evaluate_cloze, evaluate_retrieval
+from ..io import atomic_write_json
+from ..model import AllInOne, build_model
+from .distributed import is_main
+from .loop import train
+from .objectives import Pretraining, Retrieval
+from .presets import Experiment
+from .state import load_checkpoint
+
+
+def dataset(exp: Experiment, task: str, split: str, train: bool | None = None):
+    """A dataset of the experiment's data: the built-in corpus unless ``exp.data_root`` is set."""
+    if exp.data_root is not None:
+        raise NotImplementedError(
+            "prepared datasets are loaded with allinone_lab.data (see docs/data.md); the jobs run on the "
+            "built-in corpus (data_root=None) for now"
+        )
+    return corpus_dataset(task, split, exp.data, exp.corpus, train=train, seed=exp.train.seed)
+
+
+def loader(ds, batch_size: int, workers: int = 0) -> DataLoader:
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
+
+
+def load_model(exp: Experiment, checkpoint: str | Path | None = None) -> AllInOne:
+    """The experiment's model, with weights from a training checkpoint (``checkpoints/last.pt``) if given."""
+    torch.manual_seed(exp.train.seed)
+    model = build_model(exp.model)
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)["model"]
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    return model
+
+
+def pretrain(exp: Experiment, run_dir: str | Path, stop_after: int | None = None, progress: bool = True) -> Path:
+    """Pre-train with VTM + MLM (+ VTC) on the pairs split; returns the checkpoint path."""
+    model = load_model(exp)
+    objective = Pretraining(model, exp.train.loss_weights, exp.data.vtm_neg_prob)
+    result = train(objective, dataset(exp, "pairs", "train", train=True), exp.train, run_dir, collate_fn=collate,
+                   resolved_config=exp.to_dict(), stop_after=stop_after, progress=progress)
+    return result.checkpoint
+
+
+@torch.no_grad()
+def multiple_choice_accuracy(model: AllInOne, ds, batch_size: int = 16) -> dict[str, float]:
+    """Zero-shot multiple choice by the VTM match logit: accuracy over all options, and over the answer
+    and its temporal-only distractors when the annotation lists them (``temporal_distractors``)."""
+    model.eval()
+    device = next(model.parameters()).device
+    right_all = right_temporal = counted_temporal = total = 0
+    for batch in loader(ds, batch_size):
+        scores = model.choice_scores(batch["video"].to(device), batch["input_ids"].to(device),
+                                     batch["attention_mask"].to(device)).cpu()
+        answers = batch["answer"]
+        right_all += int((scores.argmax(1) == answers).sum())
+        total += len(answers)
+        for row, index in enumerate(batch["index"].tolist()):
+            temporal = ds.table.get(index, "temporal_distractors")
+            if temporal:
+                allowed = [int(answers[row])] + [int(t) for t in temporal]
+                pick = allowed[int(scores[row, allowed].argmax())]
+                right_temporal += int(pick == int(answers[row]))
+                counted_temporal += 1
+    out = {"mc_accuracy": 100.0 * right_all / total, "mc_chance": 100.0 / scores.shape[1]}
+    if counted_temporal:
+        out["mc_temporal_accuracy"] = 100.0 * right_temporal / counted_temporal
+    return out
+
+
+def evaluate_pretrained(exp: Experiment, model: AllInOne, batch_size: int = 32) -> dict[str, float]:
+    """Cloze accuracy (temporal and static words) and zero-shot multiple choice on the test split."""
+    results: dict[str, float] = {}
+    results.update(evaluate_cloze(model, loader(dataset(exp, "cloze", "test", train=False), batch_size)))
+    results.update(multiple_choice_accuracy(model, dataset(exp, "mc", "test", train=False), batch_size // 4 or 1))
+    return results
+
+
+def finetune_retrieval(exp: Experiment, model: AllInOne, run_dir: str | Path, steps: int,
+                       progress: bool = True) -> dict[str, float]:
+    """Fine-tune with VTC + VTM on the retrieval split, then evaluate dual-stream on the test split."""
+    cfg = exp.train.replace(max_steps=steps, checkpoint_every=max(1, steps), log_every=max(1, min(25, steps)),
+                            warmup_ratio=0.1)
+    train(Retrieval(model), dataset(exp, "retrieval", "train", train=True), cfg, run_dir, collate_fn=collate,
+          resolved_config=exp.to_dict(), progress=progress)
+    test = dataset(exp, "retrieval", "test", train=False)
+    videos = loader(test, 32)
+    metrics = evaluate_retrieval(model, ({"video": b["video"]} for b in videos), loader(test, 64),
+                                 torch.as_tensor(test.text_to_video))
+    metrics["random_R@1"] = 100.0 / test.num_videos
+    return metrics
+
+
+def run_experiment(exp: Experiment, run_dir: str | Path, retrieval_steps: int = 0, progress: bool = True) -> dict:
+    """Pre-train, evaluate cloze and zero-shot multiple choice, optionally fine-tune retrieval, and write
+    ``results.json``. Resumes a stopped run in ``run_dir``."""
+    run_dir = Path(run_dir)
+    start = time.perf_counter()
+    checkpoint = pretrain(exp, run_dir / "pretrain", progress=progress)
+    model = load_model(exp, checkpoint)
+    results: dict[str, Any] = {"pretrain_seconds": round(time.perf_counter() - start, 1)}
+    results.update(evaluate_pretrained(exp, model))
+    if retrieval_steps:
+        results.update(finetune_retrieval(exp, model, run_dir / "retrieval", retrieval_steps, progress))
+    results["wall_seconds"] = round(time.perf_counter() - start, 1)
+    if is_main():
+        atomic_write_json({"config": exp.to_dict(), "metrics": results}, run_dir / "results.json")
+    return results

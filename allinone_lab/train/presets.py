@@ -1,0 +1,153 @@
+"""Experiments: the model, data, corpus and training configurations of one run, and the named presets.
+
+- ``smoke``: seconds, for tests and CI (a tiny model on the smallest built-in corpus).
+- ``cpu``: minutes on a 2-core laptop, on the built-in corpus, sized so that temporal words are learnable.
+- ``paper``: the paper's settings (Sec. 4.1): 200K steps at batch 16 per GPU for small/base (100K at 32
+  for tiny), AdamW lr 1e-4, weight decay 0.01, 10% warm-up then linear decay, 3 frames at 224 px, 40 text
+  tokens, mixed precision; fine-tuning 20 epochs at batch 256, VCR 100 epochs at batch 512.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..data import CorpusConfig, DataConfig
+from ..model import ModelConfig
+from ..model.pretrained import image_normalization
+from .config import TrainConfig
+
+PRESETS = ("smoke", "cpu", "paper")
+
+# Fine-tuning schedules of the paper (Sec. 4.1.2): epochs and global batch size per task family.
+PAPER_FINETUNE: dict[str, dict[str, int]] = {
+    "default": {"epochs": 20, "global_batch_size": 256},
+    "vcr": {"epochs": 100, "global_batch_size": 512},
+}
+
+
+@dataclass
+class Experiment:
+    """Everything one run needs. ``data_root`` is a prepared dataset directory; None uses the built-in corpus."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """The model and the data must agree on frames, frame size and text length."""
+        pairs = (("num_frames", "num_frames"), ("image_size", "image_size"), ("max_text_len", "max_text_len"))
+        for model_field, data_field in pairs:
+            a, b = getattr(self.model, model_field), getattr(self.data, data_field)
+            if a != b:
+                raise ValueError(f"model.{model_field}={a} but data.{data_field}={b}: they must be equal")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), "data": self.data.to_dict(), "train": self.train.to_dict(),
+                "corpus": dataclasses.asdict(self.corpus), "data_root": self.data_root}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Experiment:
+        return cls(model=ModelConfig.from_dict(values["model"]), data=DataConfig.from_dict(values["data"]),
+                   train=TrainConfig.from_dict(values["train"]), corpus=CorpusConfig(**values["corpus"]),
+                   data_root=values.get("data_root"))
+
+    def override(self, **changes: Any) -> Experiment:
+        """A copy with dotted overrides applied, e.g. ``override(**{"model.roll_ratio": 0.5})``.
+
+        ``model.num_frames``, ``model.image_size`` and ``model.max_text_len`` also set the data's value,
+        so that one change keeps the two in step.
+        """
+        sections: dict[str, dict[str, Any]] = {"model": {}, "data": {}, "train": {}, "corpus": {}}
+        root: dict[str, Any] = {}
+        for key, value in changes.items():
+            section, _, name = key.partition(".")
+            if not name:
+                if key != "data_root":
+                    raise ValueError(f"override {key!r}: expected 'section.field' with section in {list(sections)}")
+                root[key] = value
+                continue
+            if section not in sections:
+                raise ValueError(f"override {key!r}: unknown section {section!r}; expected one of {list(sections)}")
+            target = getattr(self, section)
+            if name not in {f.name for f in dataclasses.fields(target)}:
+                raise ValueError(f"override {key!r}: {type(target).__name__} has no field {name!r}")
+            sections[section][name] = value
+        for name in ("num_frames", "image_size", "max_text_len"):
+            if name in sections["model"] and name not in sections["data"]:
+                sections["data"][name] = sections["model"][name]
+        return Experiment(
+            model=self.model.replace(**sections["model"]),
+            data=self.data.replace(**sections["data"]),
+            train=self.train.replace(**sections["train"]),
+            corpus=dataclasses.replace(self.corpus, **sections["corpus"]),
+            data_root=root.get("data_root", self.data_root),
+        )
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["model.roll_ratio=0.5", "train.loss_weights={'vtm': 1}"]`` -> dict; values are Python literals
+    (a bare word stays a string)."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r}: expected key=value")
+        try:
+            out[key.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = text
+    return out
+
+
+def preset(name: str, variant: str | None = None) -> Experiment:
+    """The named preset (``smoke`` | ``cpu`` | ``paper``); ``variant`` picks tiny/small/base/large for
+    ``paper`` (default base, with the paper's per-variant batch and steps)."""
+    if name == "smoke":
+        model = ModelConfig(variant="tiny", width=64, heads=2, depth=2, image_size=32, patch_size=8,
+                            num_frames=3, max_text_len=16, drop_path_rate=0.0)
+        return Experiment(
+            model=model,
+            data=_data_for(model, mlm_prob=0.15, temporal_word_mask_prob=0.5),
+            train=TrainConfig(max_steps=4, batch_size=4, lr=1e-3, warmup_ratio=0.25, checkpoint_every=2,
+                              log_every=1, num_workers=0, precision="auto"),
+            corpus=CorpusConfig(size="smoke", image_size=32, num_frames=8),
+        )
+    if name == "cpu":
+        model = ModelConfig(variant="tiny", width=192, heads=3, depth=6, image_size=32, patch_size=8,
+                            num_frames=3, max_text_len=16, drop_path_rate=0.0, roll_ratio=0.25)
+        return Experiment(
+            model=model,
+            data=_data_for(model, mlm_prob=0.15, temporal_word_mask_prob=0.5),
+            train=TrainConfig(max_steps=3000, batch_size=32, lr=5e-4, warmup_ratio=0.05, weight_decay=0.01,
+                              checkpoint_every=250, log_every=25, num_workers=1, precision="auto"),
+            corpus=CorpusConfig(size="cpu", image_size=32, num_frames=8),
+        )
+    if name == "paper":
+        variant = variant or "base"
+        model = ModelConfig(variant=variant, image_size=224, patch_size=16, num_frames=3, max_text_len=40,
+                            init="imagenet21k" if variant in ("tiny", "small") else "imagenet")
+        tiny = variant == "tiny"
+        return Experiment(
+            model=model,
+            data=_data_for(model),
+            train=TrainConfig(max_steps=100_000 if tiny else 200_000, batch_size=32 if tiny else 16, lr=1e-4,
+                              weight_decay=0.01, betas=(0.9, 0.98), warmup_ratio=0.1, precision="auto",
+                              loss_weights={"vtm": 1.0, "mlm": 1.0}, checkpoint_every=5000, log_every=100,
+                              num_workers=8),
+            corpus=CorpusConfig(size="smoke", image_size=224, num_frames=16),
+        )
+    raise ValueError(f"preset {name!r}: expected one of {list(PRESETS)}")
+
+
+def _data_for(model: ModelConfig, **changes: Any) -> DataConfig:
+    mean, std = image_normalization(model)
+    return DataConfig(num_frames=model.num_frames, image_size=model.image_size, max_text_len=model.max_text_len,
+                      mean=mean, std=std, **changes)

@@ -1,0 +1,55 @@
+"""Presets (the paper's numbers), experiment overrides, and the command-line jobs on the smoke preset."""
+
+import json
+
+import pytest
+
+from allinone_lab.train.__main__ import main
+from allinone_lab.train.presets import PAPER_FINETUNE, Experiment, parse_overrides, preset
+
+
+def test_paper_preset_equals_the_papers_settings():
+    base = preset("paper")
+    assert (base.model.variant, base.model.image_size, base.model.patch_size) == ("base", 224, 16)
+    assert (base.model.num_frames, base.model.max_text_len, base.model.roll_ratio) == (3, 40, 0.25)
+    assert (base.train.max_steps, base.train.batch_size) == (200_000, 16)
+    assert (base.train.lr, base.train.weight_decay, base.train.warmup_ratio) == (1e-4, 0.01, 0.1)
+    assert base.train.betas == (0.9, 0.98) and base.train.precision == "auto"  # mixed precision on GPU
+    assert base.model.init == "imagenet" and preset("paper", "small").model.init == "imagenet21k"
+    assert preset("paper", "small").train.batch_size == 16
+    tiny = preset("paper", "tiny")
+    assert (tiny.train.max_steps, tiny.train.batch_size) == (100_000, 32)
+    assert PAPER_FINETUNE == {"default": {"epochs": 20, "global_batch_size": 256},
+                              "vcr": {"epochs": 100, "global_batch_size": 512}}
+
+
+def test_overrides_keep_model_and_data_in_step_and_name_bad_keys():
+    exp = preset("smoke").override(**parse_overrides(["model.num_frames=1", "model.temporal=none",
+                                                      "train.loss_weights={'mlm': 1.0}"]))
+    assert exp.model.num_frames == exp.data.num_frames == 1 and exp.model.temporal == "none"
+    assert exp.train.loss_weights == {"mlm": 1.0}
+    with pytest.raises(ValueError, match="has no field 'ratio'"):
+        preset("smoke").override(**{"model.ratio": 0.5})
+    with pytest.raises(ValueError, match="unknown section"):
+        preset("smoke").override(**{"optim.lr": 0.5})
+    with pytest.raises(ValueError, match="model.image_size=32 but data.image_size=64"):
+        Experiment(model=preset("smoke").model, data=preset("smoke").data.replace(image_size=64))
+    assert Experiment.from_dict(preset("cpu").to_dict()) == preset("cpu")
+
+
+def test_experiment_job_writes_results_and_resumes(tmp_path, capsys):
+    args = ["experiment", "--preset", "smoke", "--run-dir", str(tmp_path), "--retrieval-steps", "2", "--no-progress",
+            "--set", "train.max_steps=3"]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    metrics = results["metrics"]
+    assert {"cloze_acc_temporal", "mc_accuracy", "mc_temporal_accuracy", "t2v_R@1", "random_R@1"} <= set(metrics)
+    assert results["config"]["train"]["max_steps"] == 3
+    steps = [json.loads(line)["step"] for line in (tmp_path / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    # Running it again finds the finished checkpoint and does not train again.
+    assert main(args) == 0
+    steps = [json.loads(line)["step"] for line in (tmp_path / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert main(["evaluate", "--run-dir", str(tmp_path)]) == 0
+    assert "cloze_acc_all" in capsys.readouterr().out
