@@ -4,6 +4,16 @@ The model knows nothing of data files, training or notebooks.
 """
 
 from .allinone import AllInOne, AllInOneOutput, TextEmbedding
+from .checkpoint import (
+    CheckpointError,
+    CheckpointReport,
+    from_checkpoint,
+    infer_config,
+    load_checkpoint,
+    read_checkpoint,
+    save_converted,
+    to_released_state_dict,
+)
 from .config import INITIALIZATIONS, ROLL_SELECTIONS, TEMPORAL_MODES, VARIANTS, ModelConfig, Variant
 from .measure import (
     analytic_flops,
@@ -31,6 +41,8 @@ __all__ = [
     "AllInOne",
     "AllInOneOutput",
     "ChannelShift",
+    "CheckpointError",
+    "CheckpointReport",
     "INITIALIZATIONS",
     "LoadReport",
     "ModelConfig",
@@ -46,12 +58,18 @@ __all__ = [
     "count_flops",
     "count_parameters",
     "dummy_inputs",
+    "from_checkpoint",
     "image_normalization",
+    "infer_config",
     "initialize_from_timm",
     "load_backbone_weights",
+    "load_checkpoint",
+    "read_checkpoint",
     "roll_positions",
     "roll_tokens",
+    "save_converted",
     "shift_channels",
     "throughput",
     "timm_tag",
+    "to_released_state_dict",
 ]

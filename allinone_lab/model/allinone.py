@@ -86,11 +86,11 @@ class AllInOne(nn.Module):
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.distilled else None
+        self.pos_embed = self.temporal_embed = None
         if config.use_spe:
             self.pos_embed = nn.Parameter(torch.zeros(1, config.visual_len, dim))
-            self.temporal_embed = nn.Parameter(torch.zeros(1, config.num_frames, dim))
-        else:
-            self.pos_embed = self.temporal_embed = None
+            if config.use_temporal_embed:
+                self.temporal_embed = nn.Parameter(torch.zeros(1, config.num_frames, dim))
         self.modality_embed = nn.Embedding(2, dim) if config.use_mte else None
         self.pos_drop = nn.Dropout(config.dropout)
 
@@ -164,8 +164,9 @@ class AllInOne(nn.Module):
                 )
             prefix = [token + pos[:, i : i + 1] for i, token in enumerate(prefix)]
             patches = patches + pos[:, cfg.num_prefix_tokens :]
-            patches = patches.view(batch, frames, -1, patches.shape[-1]) + self.frame_embedding(frames)[None, :, None]
-            patches = patches.flatten(0, 1)
+            if self.temporal_embed is not None:
+                patches = patches.view(batch, frames, -1, patches.shape[-1]) + self.frame_embedding(frames)[None, :, None]
+                patches = patches.flatten(0, 1)
         x = torch.cat(prefix + [patches], dim=1)
         if self.modality_embed is not None:
             x = x + self.modality_embed.weight[VIDEO]
@@ -219,7 +220,10 @@ class AllInOne(nn.Module):
             if visual is not None:
                 parts.append(visual)
             x = torch.cat(parts, dim=2).flatten(0, 1)  # (B*S, m + L, D)
-            layout = Layout(frames=frames, text_len=m, attn_mask=self._attn_mask(text_mask, frames, x.shape[1]))
+            mixed = frames
+            if text is None and not self.config.roll_unimodal and self.config.temporal in ("roll", "channel_shift"):
+                mixed = 1  # released behaviour: video-only input is not rolled (frames stay independent)
+            layout = Layout(frames=mixed, text_len=m, attn_mask=self._attn_mask(text_mask, frames, x.shape[1]))
 
         for block in self.blocks:
             x = block(x, layout)

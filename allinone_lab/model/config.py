@@ -70,11 +70,18 @@ class ModelConfig:
     roll_selection: str = "block"
     roll_seed: int = 0  # fixes the `random` selection used in eval mode
     shuffle_patches: bool = False  # released checkpoints: permute each frame's patches before rolling
+    # Apply rolling / channel shift to video-only input too. The released code only rolls joint video-text
+    # input (its video-only retrieval features come from independent frames), so its checkpoints load
+    # with this off.
+    roll_unimodal: bool = True
 
     # Input embeddings (Table 10).
     use_spe: bool = True  # spatio-temporal position embedding for video tokens
     use_mte: bool = True  # modality-type embedding (0 text, 1 video)
     distilled: bool = False  # DeiT distillation token after the video CLS (released small checkpoints)
+    # Add ``temporal_embed`` to the patch tokens (part of SPE). The released distilled small model never
+    # does (its DeiT ``visual_embed`` skips it), so its checkpoints load with this off.
+    use_temporal_embed: bool = True
     text_layernorm_eps: float = 1e-12  # BERT's embedding LayerNorm
     layernorm_eps: float = 1e-6  # blocks and final norm (timm ViT)
 

@@ -19,18 +19,21 @@ import torch
 from torch import Tensor, nn
 
 from ..model import AllInOne
+from ..ot import cosine_cost, ipot, wasserstein
 from .distributed import is_distributed, world_size
 from .losses import mlm_loss, multiple_choice_loss, vtc_loss, vtm_loss
 
-OBJECTIVES = ("vtm", "mlm", "vtc")
+OBJECTIVES = ("vtm", "mlm", "vtc", "ot")
 
-__all__ = ["MultipleChoice", "OpenEndedQA", "Pretraining", "Retrieval", "balanced_mlm_loss"]
+__all__ = ["MultipleChoice", "OpenEndedQA", "Pretraining", "Retrieval", "balanced_mlm_loss", "word_patch_alignment"]
 
 
 class Pretraining(nn.Module):
-    """VTM + MLM (+ VTC) with real per-loss weights: the total is ``sum(weight * loss)``.
+    """VTM + MLM (+ VTC, + word-patch optimal-transport alignment) with real per-loss weights: the
+    total is ``sum(weight * loss)``. A weight of 0 skips that loss's computation entirely.
 
-    A weight of 0 skips that loss's forward pass entirely.
+    ``ot`` is the transport cost between the words and the (frame-averaged) patches of each matched pair
+    in the VTM pass, under the IPOT plan of their cosine cost (the plan carries no gradient).
     """
 
     def __init__(self, model: AllInOne, weights: dict[str, float], vtm_neg_prob: float = 0.5) -> None:
@@ -58,9 +61,15 @@ class Pretraining(nn.Module):
             total = total + w["mlm"] * loss
             metrics["mlm_loss"] = loss.detach()
             metrics["mlm_acc"] = (logits.argmax(-1) == labels[asked]).float().mean()
-        if w["vtm"]:
+        if w["vtm"] or w["ot"]:
             video, ids, mask, labels = self.vtm_pairs(batch)
-            logits = model.vtm_logits(model(video, ids, mask))
+            joint = model(video, ids, mask)
+        if w["ot"]:
+            loss = word_patch_alignment(joint, ids, mask, labels, model.config.num_prefix_tokens)
+            total = total + w["ot"] * loss
+            metrics["ot_loss"] = loss.detach()
+        if w["vtm"]:
+            logits = model.vtm_logits(joint)
             loss = vtm_loss(logits, labels)
             total = total + w["vtm"] * loss
             metrics["vtm_loss"] = loss.detach()
@@ -89,6 +98,23 @@ class Pretraining(nn.Module):
         other = (torch.arange(size, device=video.device) + torch.randint(1, size, (size,), device=video.device)) % size
         index = torch.where(negative, other, torch.arange(size, device=video.device))
         return video[index], ids, mask, (~negative).long()
+
+
+def word_patch_alignment(joint, ids: Tensor, mask: Tensor, labels: Tensor, prefix: int,
+                         special_ids: tuple[int, ...] = (0, 101, 102)) -> Tensor:
+    """Mean transport cost between real words (no padding, [CLS] or [SEP]) and patch tokens over the
+    matched pairs (``labels == 1``) of a joint forward pass ``joint``; 0 when there are none."""
+    matched = labels == 1
+    if not matched.any():
+        return joint.pooled.sum() * 0.0
+    words = joint.text_tokens[matched]
+    patches = joint.video_tokens[matched][:, prefix:]
+    word_mask = mask[matched].bool()
+    for special in special_ids:
+        word_mask &= ids[matched] != special
+    cost = cosine_cost(words, patches)
+    plan = ipot(cost.detach(), word_mask, None)
+    return wasserstein(cost, plan).mean()
 
 
 def balanced_mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:

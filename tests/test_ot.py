@@ -1,0 +1,73 @@
+"""IPOT against POT's exact and entropic solvers; masks; marginals."""
+
+import ot
+import pytest
+import torch
+
+from allinone_lab.ot import cosine_cost, ipot, transport_plan, wasserstein
+
+
+def problem(batch=3, n=6, m=9, dim=5, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return cosine_cost(torch.randn(batch, n, dim, generator=gen), torch.randn(batch, m, dim, generator=gen))
+
+
+def test_ipot_plans_have_the_right_marginals():
+    cost = problem()
+    plan = ipot(cost, iters=200)
+    torch.testing.assert_close(plan.sum(2), torch.full((3, 6), 1 / 6), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(plan.sum(1), torch.full((3, 9), 1 / 9), atol=1e-5, rtol=1e-4)
+    assert plan.dtype == torch.float32
+
+
+def test_ipot_tends_to_the_exact_plan_as_the_step_shrinks():
+    cost = problem()
+    exact = wasserstein(cost, transport_plan(cost, solver="emd"))
+    # IPOT converges to the exact optimum (unlike Sinkhorn, whose entropic bias stays).
+    gaps = [(wasserstein(cost, ipot(cost, beta=beta, iters=2000)) - exact).abs().max() for beta in (1.0, 0.1)]
+    assert gaps[1] < gaps[0] + 1e-7 and gaps[1] < 1e-4
+    emd_value = ot.emd2(torch.full((6,), 1 / 6).double().numpy(), torch.full((9,), 1 / 9).double().numpy(),
+                        cost[0].double().numpy())
+    assert exact[0].item() == pytest.approx(emd_value, abs=1e-6)
+
+
+def test_one_ipot_step_with_converged_inner_loop_is_pots_sinkhorn_log():
+    # From the uniform plan a b^T, one proximal step solves Sinkhorn with reg = beta.
+    cost = problem(batch=2)
+    ours = ipot(cost, beta=0.1, iters=1, inner=3000)
+    pot = transport_plan(cost, solver="sinkhorn", reg=0.1, iters=10000)
+    torch.testing.assert_close(ours, pot, atol=1e-6, rtol=1e-4)
+
+
+def test_ipot_reaches_the_exact_cost_with_padding_masked():
+    cost = problem(batch=2, n=5, m=7)
+    x_mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    y_mask = torch.tensor([[1, 1, 1, 1, 1, 1, 0], [1, 1, 0, 0, 1, 1, 1]], dtype=torch.bool)
+    plan = ipot(cost, x_mask, y_mask, beta=0.05, iters=3000)
+    assert plan[0, 3:].abs().sum() == 0 and plan[0, :, 6].abs().sum() == 0 and plan[1, :, 2:4].abs().sum() == 0
+    exact = transport_plan(cost, x_mask, y_mask, solver="emd")
+    torch.testing.assert_close(wasserstein(cost, plan), wasserstein(cost, exact), atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(plan.sum(2)[0, :3], torch.full((3,), 1 / 3), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="solver"):
+        transport_plan(cost, solver="greedy")
+
+
+def test_alignment_loss_uses_real_words_of_matched_pairs_only():
+    from allinone_lab.model import AllInOne, ModelConfig
+    from allinone_lab.train.objectives import Pretraining, word_patch_alignment
+
+    torch.manual_seed(0)
+    model = AllInOne(ModelConfig(variant="tiny", width=32, heads=2, depth=1, image_size=32, max_text_len=8,
+                                 drop_path_rate=0.0)).eval()
+    ids = torch.tensor([[101, 2417, 4418, 102, 0, 0, 0, 0], [101, 2630, 3196, 5829, 2157, 102, 0, 0]])
+    mask = (ids != 0).long()
+    video = torch.randn(2, 3, 3, 32, 32)
+    batch = {"video": video, "input_ids": ids, "attention_mask": mask, "vtm_label": torch.tensor([1, 0])}
+    loss, metrics = Pretraining(model, {"ot": 1.0})(batch)
+    joint = model(video, ids, mask)
+    words = joint.text_tokens[0, 1:3][None]  # item 0 only (item 1 is a negative); no [CLS], [SEP], padding
+    cost = cosine_cost(words, joint.video_tokens[0, 1:][None])
+    torch.testing.assert_close(loss, wasserstein(cost, ipot(cost)).mean(), atol=1e-5, rtol=1e-5)
+    assert metrics["ot_loss"] == loss.detach()
+    none_matched = word_patch_alignment(joint, ids, mask, torch.tensor([0, 0]), prefix=1)
+    assert none_matched == 0
