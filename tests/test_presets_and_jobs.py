@@ -53,3 +53,18 @@ def test_experiment_job_writes_results_and_resumes(tmp_path, capsys):
     assert steps == [1, 2, 3]
     assert main(["evaluate", "--run-dir", str(tmp_path)]) == 0
     assert "cloze_acc_all" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("task", ["qa", "mc", "retrieval"])
+def test_finetune_selects_on_validation_and_reports_test(tmp_path, task):
+    args = ["finetune", "--preset", "smoke", "--task", task, "--run-dir", str(tmp_path), "--steps", "4",
+            "--eval-every", "2", "--no-progress"]
+    assert main(args) == 0
+    history = [json.loads(line) for line in (tmp_path / "validation.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [2, 4]
+    results = json.loads((tmp_path / "results.json").read_text())["metrics"]
+    best = max(history, key=lambda h: h["score"])  # the first of equals wins
+    assert results["selected_step"] == best["step"] and results["validation"] == best["score"]
+    assert "score" in results["test"]
+    assert main(args) == 0  # finished: nothing more to train, same selection
+    assert len((tmp_path / "validation.jsonl").read_text().splitlines()) == 2

@@ -7,20 +7,22 @@ writes into its run directory: ``config.json``, ``environment.json``, ``metrics.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..data import collate, corpus_dataset
-from ..eval import evaluate_cloze, evaluate_retrieval
-from ..io import atomic_write_json
+from ..eval import evaluate_cloze, evaluate_multiple_choice, evaluate_open_ended_qa, evaluate_retrieval
+from ..io import atomic_save, atomic_write_json
 from ..model import AllInOne, build_model
 from .distributed import is_main
 from .loop import train
-from .objectives import Pretraining, Retrieval
+from .objectives import MultipleChoice, OpenEndedQA, Pretraining, Retrieval
 from .presets import Experiment
 from .state import load_checkpoint
 
@@ -39,13 +41,21 @@ def loader(ds, batch_size: int, workers: int = 0) -> DataLoader:
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
 
 
-def load_model(exp: Experiment, checkpoint: str | Path | None = None) -> AllInOne:
-    """The experiment's model, with weights from a training checkpoint (``checkpoints/last.pt``) if given."""
+def load_model(exp: Experiment, checkpoint: str | Path | None = None, strict: bool = True) -> AllInOne:
+    """The experiment's model, with weights from a training checkpoint (``checkpoints/last.pt``) if given.
+
+    ``strict=False`` lets a pre-trained checkpoint initialise a model with new task heads (reported)."""
     torch.manual_seed(exp.train.seed)
     model = build_model(exp.model)
     if checkpoint is not None:
         state = load_checkpoint(checkpoint)["model"]
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+        state = {k.removeprefix("model."): v for k, v in state.items()}
+        if not strict:
+            ours = model.state_dict()
+            state = {k: v for k, v in state.items() if k in ours and ours[k].shape == v.shape}
+        missing, _ = model.load_state_dict(state, strict=strict)
+        if missing:
+            print(f"kept at initialisation (not in {checkpoint}): {missing}")
     return model
 
 
@@ -119,6 +129,92 @@ def run_experiment(exp: Experiment, run_dir: str | Path, retrieval_steps: int = 
     if retrieval_steps:
         results.update(finetune_retrieval(exp, model, run_dir / "retrieval", retrieval_steps, progress))
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
+    if is_main():
+        atomic_write_json({"config": exp.to_dict(), "metrics": results}, run_dir / "results.json")
+    return results
+
+
+class IndexSubset(Dataset):
+    """The items ``indices`` of ``dataset`` (epochs forwarded, so that randomness stays per item)."""
+
+    def __init__(self, dataset, indices: np.ndarray) -> None:
+        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.dataset[int(self.indices[index])]
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+
+FINETUNE_TASKS = {"retrieval": "retrieval", "mc": "mc", "qa": "qa"}
+
+
+def validate(task: str, model: AllInOne, ds, indices: np.ndarray) -> dict[str, float]:
+    """The selection metric of ``task`` on the validation items: R@1 (text to video), MC or QA accuracy."""
+    subset = IndexSubset(ds, indices)
+    if task == "retrieval":
+        names = [ds.table.get(int(i), "video") for i in indices]
+        _, text_to_video = np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)
+        first = {v: j for j, v in reversed(list(enumerate(text_to_video.tolist())))}
+        videos = IndexSubset(ds, indices[[first[v] for v in range(len(first))]])
+        metrics = evaluate_retrieval(model, loader(videos, 32), loader(subset, 64), torch.as_tensor(text_to_video))
+        return {"score": metrics["t2v_R@1"], **metrics}
+    if task == "mc":
+        metrics = evaluate_multiple_choice(model, loader(subset, 8))
+    else:
+        metrics = evaluate_open_ended_qa(model, loader(subset, 32))
+    return {"score": metrics["accuracy"], **metrics}
+
+
+def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: str | Path | None = None,
+             eval_every: int | None = None, val_fraction: float = 0.1, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune for ``task`` (retrieval | mc | qa), selecting the checkpoint on a validation split held
+    out of the training split (never on test), then evaluate the selected model on the test split.
+
+    Writes ``validation.jsonl``, ``checkpoints/best.pt`` and ``results.json`` into ``run_dir``; a stopped
+    run resumes.
+    """
+    if task not in FINETUNE_TASKS:
+        raise ValueError(f"task={task!r}: expected one of {list(FINETUNE_TASKS)}")
+    run_dir = Path(run_dir)
+    train_ds = dataset(exp, task, "train", train=True)
+    val_ds = dataset(exp, task, "train", train=False)
+    if task == "qa":
+        exp = exp.override(**{"model.num_answers": len(train_ds.answers)})
+    model = load_model(exp, init, strict=False)
+    objective = {"retrieval": Retrieval, "mc": MultipleChoice, "qa": OpenEndedQA}[task](model)
+    order = np.random.default_rng(exp.train.seed).permutation(len(train_ds))
+    held_out = max(1, int(len(order) * val_fraction))
+    val_idx, train_idx = np.sort(order[:held_out]), np.sort(order[held_out:])
+    cfg = exp.train.replace(max_steps=steps)
+    eval_every = eval_every or max(1, steps // 4)
+    best_path = run_dir / "checkpoints" / "best.pt"
+    history_path = run_dir / "validation.jsonl"
+    history = [json.loads(x) for x in history_path.read_text().splitlines()] if history_path.exists() else []
+    step = history[-1]["step"] if history else 0
+    while step < steps:
+        result = train(objective, IndexSubset(train_ds, train_idx), cfg, run_dir, collate_fn=collate,
+                       resolved_config={**exp.to_dict(), "task": task, "init": str(init)},
+                       stop_after=min(eval_every, steps - step), progress=progress)
+        step = result.step
+        scores = validate(task, model, val_ds, val_idx)
+        best_so_far = max((h["score"] for h in history), default=float("-inf"))
+        history.append({"step": step, **scores})
+        if is_main():
+            if scores["score"] > best_so_far:
+                atomic_save({"model": model.state_dict(), "step": step, "score": scores["score"]}, best_path)
+            with history_path.open("a") as handle:
+                handle.write(json.dumps(history[-1]) + "\n")
+    best = load_checkpoint(best_path)
+    model.load_state_dict(best["model"])
+    test_ds = dataset(exp, task, "test", train=False)  # QA: the training answers; others count wrong
+    test = validate(task, model, test_ds, np.arange(len(test_ds)))
+    results = {"task": task, "selected_step": best["step"], "validation": best["score"], "test": test}
     if is_main():
         atomic_write_json({"config": exp.to_dict(), "metrics": results}, run_dir / "results.json")
     return results
