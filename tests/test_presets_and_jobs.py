@@ -68,3 +68,15 @@ def test_finetune_selects_on_validation_and_reports_test(tmp_path, task):
     assert "score" in results["test"]
     assert main(args) == 0  # finished: nothing more to train, same selection
     assert len((tmp_path / "validation.jsonl").read_text().splitlines()) == 2
+
+
+def test_pretraining_curves_are_recorded_and_resume_without_repeats(tmp_path):
+    from allinone_lab.train.jobs import pretrain
+
+    exp = preset("smoke").override(**{"train.max_steps": 5})
+    pretrain(exp, tmp_path, progress=False, eval_every=2, stop_after=3)
+    pretrain(exp, tmp_path, progress=False, eval_every=2)
+    pretrain(exp, tmp_path, progress=False, eval_every=2)  # finished: no new row
+    rows = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 3, 5]
+    assert {"cloze_acc_temporal", "mc_temporal_accuracy"} <= set(rows[-1])

@@ -59,13 +59,41 @@ def load_model(exp: Experiment, checkpoint: str | Path | None = None, strict: bo
     return model
 
 
-def pretrain(exp: Experiment, run_dir: str | Path, stop_after: int | None = None, progress: bool = True) -> Path:
-    """Pre-train with VTM + MLM (+ VTC) on the pairs split; returns the checkpoint path."""
+def pretrain(exp: Experiment, run_dir: str | Path, stop_after: int | None = None, progress: bool = True,
+             eval_every: int | None = None) -> Path:
+    """Pre-train with VTM + MLM (+ VTC) on the pairs split; returns the checkpoint path.
+
+    With ``eval_every``, the model is also evaluated (cloze, zero-shot multiple choice) on the test split
+    every ``eval_every`` steps and the numbers appended to ``run_dir/curve.jsonl``: learning curves only,
+    never used to pick a checkpoint.
+    """
     model = load_model(exp)
     objective = Pretraining(model, exp.train.loss_weights, exp.data.vtm_neg_prob)
-    result = train(objective, dataset(exp, "pairs", "train", train=True), exp.train, run_dir, collate_fn=collate,
-                   resolved_config=exp.to_dict(), stop_after=stop_after, progress=progress)
-    return result.checkpoint
+    pairs = dataset(exp, "pairs", "train", train=True)
+    run_dir = Path(run_dir)
+    curve_path = run_dir / "curve.jsonl"
+    done = 0
+    while True:
+        chunk = eval_every
+        if stop_after is not None:
+            chunk = stop_after - done if not eval_every else min(eval_every, stop_after - done)
+        before = _last_step(run_dir)
+        result = train(objective, pairs, exp.train, run_dir, collate_fn=collate, resolved_config=exp.to_dict(),
+                       stop_after=chunk, progress=progress)
+        done += result.step - before
+        if eval_every and result.step > before and is_main():
+            curve = {"step": result.step, **evaluate_pretrained(exp, model)}
+            model.train()
+            with curve_path.open("a") as handle:
+                handle.write(json.dumps(curve) + "\n")
+        finished = result.step >= exp.train.max_steps or (stop_after is not None and done >= stop_after)
+        if not eval_every or finished or result.step == before:
+            return result.checkpoint
+
+
+def _last_step(run_dir: Path) -> int:
+    path = run_dir / "checkpoints" / "last.pt"
+    return int(load_checkpoint(path)["step"]) if path.is_file() else 0
 
 
 @torch.no_grad()
