@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +26,8 @@ from allinone_lab.model import AllInOne, ModelConfig, analytic_flops, attention_
 
 
 def interleaved_seconds(calls: dict[str, Callable[[], object]], iters: int, warmup: int) -> dict[str, float]:
-    """Median seconds per call, timing the candidates round-robin so that drifts hit all alike."""
+    """Fastest seconds per call, timing the candidates round-robin so that drifts hit all alike (other
+    work on the machine only ever adds time, so the minimum is the most faithful estimate)."""
     for _ in range(warmup):
         for call in calls.values():
             call()
@@ -37,7 +37,7 @@ def interleaved_seconds(calls: dict[str, Callable[[], object]], iters: int, warm
             start = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: min(values) for name, values in times.items()}
 
 
 def timm_reference(cfg: ModelConfig) -> VisionTransformer:
@@ -50,7 +50,7 @@ def timm_reference(cfg: ModelConfig) -> VisionTransformer:
 
 
 def gemm_gflops(size: int = 2048, iters: int = 5, repeats: int = 5) -> float:
-    """fp32 GFLOP/s of a ``size``-square matrix product (median of ``repeats`` timings, after warm-up)."""
+    """fp32 GFLOP/s of a ``size``-square matrix product (best of ``repeats`` timings, after warm-up)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     rates = []
     for _ in range(repeats + 1):
@@ -58,7 +58,7 @@ def gemm_gflops(size: int = 2048, iters: int = 5, repeats: int = 5) -> float:
         for _ in range(iters):
             torch.mm(a, b)
         rates.append(2 * size**3 * iters / (time.perf_counter() - start) / 1e9)
-    return statistics.median(rates[1:])
+    return max(rates[1:])
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -161,3 +161,18 @@ def test_checkpoint_writes_are_atomic(tmp_path):
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(ValueError, match="could not be read"):
         load_checkpoint(path)
+
+
+def test_precision_resolution_and_bf16_autocast_runs(tmp_path):
+    from allinone_lab.train.loop import resolve_precision
+
+    assert resolve_precision(torch.device("cpu"), "auto") == "fp32"
+    assert resolve_precision(torch.device("cpu"), "bf16") == "bf16"
+    seen = []
+    objective = Pretraining(small_model(drop_path_rate=0.0), {"mlm": 1.0})
+    objective.model.blocks[0].mlp.fc1.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    result = train(objective, Pairs(), config(max_steps=2, precision="bf16", loss_weights={"mlm": 1.0}), tmp_path,
+                   progress=False)
+    assert result.step == 2 and seen and all(dtype == torch.bfloat16 for dtype in seen)
+    state = load_checkpoint(result.checkpoint)
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())

@@ -45,12 +45,20 @@ class RunResult:
     checkpoint: Path
 
 
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """``auto``: bf16 on CUDA (fp16 where bf16 is unsupported), fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
 def autocast_context(device: torch.device, precision: str):
-    """bf16/fp16 autocast on GPU, nothing (fp32) on CPU or when ``precision='fp32'``."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+    """bf16/fp16 autocast, or nothing for fp32."""
+    precision = resolve_precision(device, precision)
+    if precision == "fp32":
         return nullcontext()
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
@@ -92,12 +100,16 @@ def train(
     objective.to(device)
     optimizer = build_optimizer(objective, config.lr, config.weight_decay, config.betas)
     scheduler = warmup_linear_schedule(optimizer, config.max_steps, config.warmup_ratio)
+    # Loss scaling for fp16 only (bf16 and fp32 need none; the scaler is then a pass-through).
+    scaler = torch.amp.GradScaler(device.type, enabled=resolve_precision(device, config.precision) == "fp16")
     step, epoch, batches_done = 0, 0, 0
     if ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, map_location=device)
         objective.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
         restore_rng(state["rng"][rank()] if rank() < len(state["rng"]) else state["rng"][0])
     elif is_main():
@@ -146,9 +158,10 @@ def train(
             for micro in range(accumulation):
                 batch = move(next(stream), device)
                 sync = micro == accumulation - 1 or not is_distributed()
-                with (nullcontext() if sync else model.no_sync()), autocast_context(device, config.precision):
-                    loss, metrics = model(batch)
-                    (loss / accumulation).backward()
+                with nullcontext() if sync else model.no_sync():
+                    with autocast_context(device, config.precision):
+                        loss, metrics = model(batch)
+                    scaler.scale(loss / accumulation).backward()
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0) + value.detach().float() / accumulation
             loss_value = float(mean_across_processes(loss.detach().float()))  # one sync per step
@@ -157,9 +170,11 @@ def train(
                     f"loss is {loss_value} at step {step + 1}; stopped before the update. The last good "
                     f"checkpoint is {ckpt_path if ckpt_path.is_file() else 'none (no checkpoint yet)'}"
                 )
+            scaler.unscale_(optimizer)
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)  # skips the update if fp16 gradients overflowed
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -182,7 +197,7 @@ def train(
                     bar.set_postfix(loss=last.get("loss"))
                 sums, count, window_start = {}, 0, time.perf_counter()
             if step % config.checkpoint_every == 0 or step == config.max_steps:
-                _save(ckpt_path, objective, optimizer, scheduler, step, epoch, batches_done)
+                _save(ckpt_path, objective, optimizer, scheduler, scaler, step, epoch, batches_done)
     finally:
         if bar is not None:
             bar.close()
@@ -191,11 +206,12 @@ def train(
         if writer is not None:
             writer.close()
     if steps_this_call and step % config.checkpoint_every and step != config.max_steps:
-        _save(ckpt_path, objective, optimizer, scheduler, step, epoch, batches_done)
+        _save(ckpt_path, objective, optimizer, scheduler, scaler, step, epoch, batches_done)
     return RunResult(run_dir=run_dir, step=step, last_metrics=last, checkpoint=ckpt_path)
 
 
-def _save(path: Path, objective: nn.Module, optimizer, scheduler, step: int, epoch: int, batches_done: int) -> None:
+def _save(path: Path, objective: nn.Module, optimizer, scheduler, scaler, step: int, epoch: int,
+          batches_done: int) -> None:
     rng = [capture_rng()]
     if is_distributed():
         gathered: list[Any] = [None] * world_size()
@@ -203,7 +219,7 @@ def _save(path: Path, objective: nn.Module, optimizer, scheduler, step: int, epo
         rng = gathered
     if is_main():
         atomic_save({"model": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
+                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step, "epoch": epoch,
                      "batches_done": batches_done, "rng": rng}, path)
 
 
