@@ -32,10 +32,12 @@ def interleaved_seconds(calls: dict[str, Callable[[], object]], iters: int, warm
         for call in calls.values():
             call()
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(iters):
-        for name, call in calls.items():
+    names = list(calls)
+    for round_ in range(iters):
+        for i in range(len(names)):  # each round starts with another candidate: no order advantage
+            name = names[(round_ + i) % len(names)]
             start = time.perf_counter()
-            call()
+            calls[name]()
             times[name].append(time.perf_counter() - start)
     return {name: min(values) for name, values in times.items()}
 

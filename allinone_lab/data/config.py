@@ -6,9 +6,9 @@ backbone's config, e.g. ``timm`` ``pretrained_cfg["mean"]``), not a model object
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+
+from ..configbase import ConfigBase
 
 ON_ERROR_MODES: tuple[str, ...] = ("raise", "skip")
 
@@ -20,7 +20,7 @@ INCEPTION_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
 @dataclass
-class DataConfig:
+class DataConfig(ConfigBase):
     """How a sample becomes tensors.
 
     Clips come out as float ``(S, C, H, W)`` with ``S = num_frames`` and ``H = W = image_size``; texts as
@@ -73,17 +73,3 @@ class DataConfig:
         if self.max_skips_per_item < 1:
             raise bad("max_skips_per_item", "an integer >= 1")
 
-    def replace(self, **changes: Any) -> DataConfig:
-        """A copy with ``changes`` applied (and validated)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DataConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"DataConfig: unknown field(s) {unknown}; known fields are {sorted(known)}")
-        return cls(**values)

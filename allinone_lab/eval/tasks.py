@@ -93,7 +93,7 @@ def evaluate_open_ended_qa(model: AllInOne, batches: Batches) -> dict[str, float
 @torch.no_grad()
 def evaluate_cloze(model: AllInOne, batches: Batches) -> dict[str, float]:
     """MLM accuracy (percent) on masked words (``input_ids`` already masked, ``mlm_labels``), overall and
-    per kind: ``temporal``/``static`` from a boolean ``temporal`` key, or any ``kind`` list of strings."""
+    per group: ``temporal``/``static`` from a boolean ``temporal`` key, and each value of a ``kind`` list."""
     model.eval()
     dev = _device(model)
     right: dict[str, int] = defaultdict(int)
@@ -103,14 +103,15 @@ def evaluate_cloze(model: AllInOne, batches: Batches) -> dict[str, float]:
         labels = b["mlm_labels"]
         hit = (model.mlm_logits(out).argmax(-1).cpu() == labels) & (labels != -100)
         asked = (labels != -100).sum(1)
+        groups: list[set[str]] = [{"all"} for _ in range(len(labels))]
+        if "temporal" in b:
+            for group, temporal in zip(groups, b["temporal"].tolist(), strict=True):
+                group.add("temporal" if temporal else "static")
         if "kind" in b:
-            kinds = list(b["kind"])
-        elif "temporal" in b:
-            kinds = ["temporal" if t else "static" for t in b["temporal"].tolist()]
-        else:
-            kinds = ["all"] * len(labels)
-        for i, kind in enumerate(kinds):
-            for key in {"all", kind}:
+            for group, kind in zip(groups, b["kind"], strict=True):
+                group.add(str(kind))
+        for i, group in enumerate(groups):
+            for key in group:
                 right[key] += int(hit[i].sum())
                 total[key] += int(asked[i])
     return {f"cloze_acc_{k}": 100.0 * right[k] / total[k] for k in sorted(total) if total[k]}

@@ -6,9 +6,10 @@ paper's Table 1 (tiny/small/base) plus ViT-L for Fig. 7.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from ..configbase import ConfigBase
 
 TemporalMode = Literal["roll", "none", "channel_shift", "flatten", "timesformer", "decoupled"]
 RollSelection = Literal["block", "random", "varying"]
@@ -38,7 +39,7 @@ VARIANTS: dict[str, Variant] = {
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(ConfigBase):
     """Hyper-parameters of the All-in-one Transformer.
 
     The backbone shape comes from ``variant`` unless ``width``/``heads``/``depth`` override it (small
@@ -172,17 +173,3 @@ class ModelConfig:
         if self.num_answers < 0:
             raise bad("num_answers", "an integer >= 0")
 
-    def replace(self, **changes: Any) -> ModelConfig:
-        """A copy with ``changes`` applied (and validated)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"ModelConfig: unknown field(s) {unknown}; known fields are {sorted(known)}")
-        return cls(**values)

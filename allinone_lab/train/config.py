@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+
+from ..configbase import ConfigBase
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigBase):
     """How a run optimises and what it records.
 
     ``batch_size`` is per process; ``global_batch_size`` (None: ``batch_size * processes``) sets gradient
@@ -57,16 +57,3 @@ class TrainConfig:
         if self.num_workers < 0:
             raise bad("num_workers", "an integer >= 0")
 
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; known fields are {sorted(known)}")
-        return cls(**values)

@@ -125,9 +125,17 @@ def multiple_choice_accuracy(model: AllInOne, ds, batch_size: int = 16) -> dict[
 def evaluate_pretrained(exp: Experiment, model: AllInOne, batch_size: int = 32) -> dict[str, float]:
     """Cloze accuracy (temporal and static words) and zero-shot multiple choice on the test split."""
     results: dict[str, float] = {}
-    results.update(evaluate_cloze(model, loader(dataset(exp, "cloze", "test", train=False), batch_size)))
+    cloze = dataset(exp, "cloze", "test", train=False)
+    results.update(evaluate_cloze(model, (_with_kind(b, cloze) for b in loader(cloze, batch_size))))
     results.update(multiple_choice_accuracy(model, dataset(exp, "mc", "test", train=False), batch_size // 4 or 1))
     return results
+
+
+def _with_kind(batch: dict[str, Any], ds) -> dict[str, Any]:
+    """Add each item's ``kind`` (direction, colour, shape, ...) from the annotation, when it has one."""
+    if "kind" in ds.table:
+        batch["kind"] = [str(ds.table.get(int(i), "kind")) for i in batch["index"]]
+    return batch
 
 
 def finetune_retrieval(exp: Experiment, model: AllInOne, run_dir: str | Path, steps: int,
