@@ -42,6 +42,14 @@ def interleaved_seconds(calls: dict[str, Callable[[], object]], iters: int, warm
     return {name: min(values) for name, values in times.items()}
 
 
+def with_ratio(model: AllInOne, ratio: float | None, inputs: dict[str, torch.Tensor]) -> object:
+    """Call ``model`` with every rolling layer's ratio set to ``ratio`` (None: the configured ratio)."""
+    layers = [block.temporal for block in model.blocks if block.temporal is not None]
+    for layer in layers:
+        layer.ratio = model.config.roll_ratio if ratio is None else ratio
+    return model(**inputs)
+
+
 def timm_reference(cfg: ModelConfig) -> VisionTransformer:
     """A timm ViT of the same width/depth whose per-frame sequence has the same length as ours
     (``1 + text_len`` register tokens + patches = ``m + L``)."""
@@ -84,10 +92,11 @@ def main(argv: list[str] | None = None) -> dict:
     for variant in args.variants:
         common = dict(variant=variant, image_size=args.image_size, num_frames=args.frames,
                       max_text_len=args.text_len, drop_path_rate=0.0)
-        models = {mode: AllInOne(ModelConfig(**common, temporal=mode)).eval() for mode in ("roll", "none", "flatten")}
-        state = models["roll"].state_dict()
-        models["none"].load_state_dict(state)
-        models["flatten"].load_state_dict(state)
+        models = {mode: AllInOne(ModelConfig(**common, temporal=mode)).eval() for mode in ("roll", "flatten")}
+        models["flatten"].load_state_dict(models["roll"].state_dict())
+        # `none` is the same model instance with every rolling ratio at 0 (exactly the time-average
+        # model): two instances would differ in memory placement by more than rolling costs.
+        models["none"] = models["roll"]
         vit = timm_reference(models["roll"].config)
         for batch in args.batches:
             cfg = models["roll"].config
@@ -101,16 +110,16 @@ def main(argv: list[str] | None = None) -> dict:
                 seconds = interleaved_seconds(
                     {
                         "timm": partial(vit.forward_features, frames),
-                        "roll": partial(models["roll"], **unmasked),
-                        "roll_masked": partial(models["roll"], **masked),
-                        "none": partial(models["none"], **unmasked),
+                        "roll": partial(with_ratio, models["roll"], None, unmasked),
+                        "roll_masked": partial(with_ratio, models["roll"], None, masked),
+                        "none": partial(with_ratio, models["roll"], 0.0, unmasked),
                         "flatten": partial(models["flatten"], **unmasked),
                     },
                     args.iters,
                     args.warmup,
                 )
-            flops = {mode: analytic_flops(models[mode].config, batch, args.text_len) for mode in models}
-            attn = {mode: attention_score_flops(models[mode].config, batch, args.text_len) for mode in models}
+            flops = {mode: analytic_flops(models[mode].config, batch, args.text_len) for mode in ("roll", "flatten")}
+            attn = {mode: attention_score_flops(models[mode].config, batch, args.text_len) for mode in ("roll", "flatten")}
             row = {
                 "kind": "config", "variant": variant, "batch": batch, "frames": args.frames,
                 "image_size": args.image_size, "text_len": args.text_len,
