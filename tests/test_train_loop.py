@@ -176,3 +176,30 @@ def test_precision_resolution_and_bf16_autocast_runs(tmp_path):
     assert result.step == 2 and seen and all(dtype == torch.bfloat16 for dtype in seen)
     state = load_checkpoint(result.checkpoint)
     assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+
+
+class Poisoned(Pairs):
+    """NaN videos for the given items."""
+
+    def __init__(self, bad: set[int]) -> None:
+        super().__init__()
+        self.bad = bad
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if index in self.bad:
+            item["video"] = item["video"] * float("nan")
+        return item
+
+
+def test_nan_in_an_early_micro_batch_is_caught_before_the_update(tmp_path):
+    # Global batch 8 = two micro-batches of 4; poison the *first* micro-batch of step 3.
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(0)).tolist()
+    cfg = config(max_steps=5, batch_size=4, global_batch_size=8, checkpoint_every=1,
+                 loss_weights={"vtm": 1.0, "mlm": 1.0})
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        train(Pretraining(small_model(), cfg.loss_weights), Poisoned(set(order[16:20])), cfg, tmp_path,
+              progress=False)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

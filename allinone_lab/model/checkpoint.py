@@ -111,21 +111,16 @@ class CheckpointReport(LoadReport):
     heads_at_init: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def __str__(self) -> str:
-        lines = [f"weights from {self.source} ({self.format}): {len(self.loaded)} tensors loaded"]
-        for name, keys in (
-            ("resized", self.resized),
-            ("ignored on purpose", self.ignored),
-            ("set to default", self.defaulted),
-            ("heads left at init", self.heads_at_init),
-            ("missing (kept at init)", self.missing),
-            ("unexpected (not loaded)", self.unexpected),
-        ):
-            if keys:
-                shown = ", ".join(keys[:8]) + (f", ... (+{len(keys) - 8})" if len(keys) > 8 else "")
-                lines.append(f"  {name}: {len(keys)}: {shown}")
-        lines.extend(f"  note: {note}" for note in self.notes)
-        return "\n".join(lines)
+    def _title(self) -> str:
+        return f"weights from {self.source} ({self.format})"
+
+    def _sections(self) -> list[tuple[str, list[str]]]:
+        return [("resized", self.resized), ("ignored on purpose", self.ignored), ("set to default", self.defaulted),
+                ("heads left at init", self.heads_at_init), ("missing (kept at init)", self.missing),
+                ("unexpected (not loaded)", self.unexpected)]
+
+    def _notes(self) -> list[str]:
+        return self.notes
 
 
 @dataclass

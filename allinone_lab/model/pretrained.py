@@ -41,13 +41,23 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     resized: list[str] = field(default_factory=list)
 
+    def _title(self) -> str:
+        return f"weights from {self.source}"
+
+    def _sections(self) -> list[tuple[str, list[str]]]:
+        return [("resized", self.resized), ("missing (kept at init)", self.missing),
+                ("unexpected (ignored)", self.unexpected)]
+
+    def _notes(self) -> list[str]:
+        return []
+
     def __str__(self) -> str:
-        lines = [f"weights from {self.source}: {len(self.loaded)} tensors loaded"]
-        for name, keys in (("resized", self.resized), ("missing (kept at init)", self.missing),
-                           ("unexpected (ignored)", self.unexpected)):
+        lines = [f"{self._title()}: {len(self.loaded)} tensors loaded"]
+        for name, keys in self._sections():
             if keys:
                 shown = ", ".join(keys[:8]) + (f", ... (+{len(keys) - 8})" if len(keys) > 8 else "")
                 lines.append(f"  {name}: {len(keys)}: {shown}")
+        lines.extend(f"  note: {note}" for note in self._notes())
         return "\n".join(lines)
 
 

@@ -155,6 +155,7 @@ def train(
     steps_this_call = 0
     try:
         while step < config.max_steps and (stop_after is None or steps_this_call < stop_after):
+            step_loss = torch.zeros((), device=device)
             for micro in range(accumulation):
                 batch = move(next(stream), device)
                 sync = micro == accumulation - 1 or not is_distributed()
@@ -162,9 +163,10 @@ def train(
                     with autocast_context(device, config.precision):
                         loss, metrics = model(batch)
                     scaler.scale(loss / accumulation).backward()
+                step_loss += loss.detach().float() / accumulation
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0) + value.detach().float() / accumulation
-            loss_value = float(mean_across_processes(loss.detach().float()))  # one sync per step
+            loss_value = float(mean_across_processes(step_loss))  # one sync per step, over every micro-batch
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(
                     f"loss is {loss_value} at step {step + 1}; stopped before the update. The last good "
