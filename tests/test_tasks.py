@@ -58,6 +58,13 @@ def test_multiple_choice_objective_and_evaluation_agree():
     scores = m.choice_scores(batch["video"], batch["input_ids"], batch["attention_mask"])
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(scores, batch["answer"]))
     assert evaluate_multiple_choice(m, [batch])["accuracy"] == pytest.approx(float(metrics["acc"]) * 100)
+    # Among a subset of candidates (answer + two others), the best-scoring member of the subset wins.
+    subset = torch.zeros(3, 5, dtype=torch.bool)
+    subset[torch.arange(3), batch["answer"]] = True
+    subset[:, [1, 3]] = True
+    expected = (scores.detach().masked_fill(~subset, float("-inf")).argmax(1) == batch["answer"]).float().mean()
+    result = evaluate_multiple_choice(m, [{**batch, "subset": subset}])
+    assert result["subset_accuracy"] == pytest.approx(float(expected) * 100) and result["chance"] == 20.0
 
 
 def test_open_ended_qa_counts_unknown_answers_wrong():

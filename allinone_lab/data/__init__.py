@@ -14,7 +14,6 @@ from .datasets import (
     build_answer_vocab,
     collate,
     load_answer_vocab,
-    qa_accuracy,
 )
 from .table import AnnotationTable, iter_records
 from .text import DIRECTION_WORDS, TEMPORAL_WORDS, MaskedText, TextProcessor, load_tokenizer, vtm_partner
@@ -64,7 +63,6 @@ __all__ = [
     "iter_records",
     "load_answer_vocab",
     "load_report",
-    "qa_accuracy",
     "DIRECTION_WORDS",
     "TEMPORAL_WORDS",
     "MaskedText",

@@ -308,18 +308,11 @@ def load_answer_vocab(path: str | os.PathLike) -> list[str]:
     return [str(a) for a in data]
 
 
-def qa_accuracy(predictions: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
-    """Accuracy of predicted answer ids ``(N,)``; a label of -1 (answer not in the vocabulary) is always wrong."""
-    p = torch.as_tensor(predictions).reshape(-1)
-    y = torch.as_tensor(labels).reshape(-1)
-    return float(((p == y) & (y >= 0)).float().mean()) if len(y) else 0.0
-
-
 class OpenQADataset(VideoDataset):
     """Open-ended QA as classification over ``answers`` (built from the training split).
 
     Item: ``video``, ``input_ids``/``attention_mask (L,)`` of the question, ``answer_label`` (-1: answer out of
-    the vocabulary, counted wrong by :func:`qa_accuracy`), ``index``.
+    the vocabulary, counted wrong by ``allinone_lab.eval.accuracy``), ``index``.
     """
 
     task = "qa"

@@ -231,17 +231,22 @@ def _qa_rows(path: Path, video: Callable[[Any], str]) -> list[dict[str, Any]]:
             for q in data]  # fmt: skip
 
 
-def prep_msrvtt_qa(a: argparse.Namespace) -> tuple[dict[str, int], list[Path]]:
-    """MSRVTT-QA ``{train,val,test}_qa.json`` (question, answer, video_id) -> splits + ``answers.json``."""
-    src = Path(a.src)
-    counts, sources = {}, []
+def _qa_splits(a: argparse.Namespace, src: Path, video: Callable[[Any], str],
+               sources: list[Path]) -> tuple[dict[str, int], list[Path]]:
+    """``{train,val,test}_qa.json`` -> ``annotations/{split}.jsonl``; answers from the training split only."""
+    counts = {}
     for split in ("train", "val", "test"):
-        rows = _qa_rows(src / f"{split}_qa.json", lambda v: f"videos/all/video{v}.mp4")
+        rows = _qa_rows(src / f"{split}_qa.json", video)
         counts[split] = _write_jsonl(a.out / "annotations" / f"{split}.jsonl", rows)
         sources.append(src / f"{split}_qa.json")
         if split == "train":
             _answers(a.out, rows, a.top_answers)
     return counts, sources
+
+
+def prep_msrvtt_qa(a: argparse.Namespace) -> tuple[dict[str, int], list[Path]]:
+    """MSRVTT-QA ``{train,val,test}_qa.json`` (question, answer, video_id) -> splits + ``answers.json``."""
+    return _qa_splits(a, Path(a.src), lambda v: f"videos/all/video{v}.mp4", [])
 
 
 def prep_msvd_qa(a: argparse.Namespace) -> tuple[dict[str, int], list[Path]]:
@@ -253,14 +258,7 @@ def prep_msvd_qa(a: argparse.Namespace) -> tuple[dict[str, int], list[Path]]:
         if line.strip():
             clip, vid = line.split()
             mapping[vid] = clip
-    counts, sources = {}, [mapping_path]
-    for split in ("train", "val", "test"):
-        rows = _qa_rows(src / f"{split}_qa.json", lambda v: f"videos/{mapping[f'vid{v}']}.avi")
-        counts[split] = _write_jsonl(a.out / "annotations" / f"{split}.jsonl", rows)
-        sources.append(src / f"{split}_qa.json")
-        if split == "train":
-            _answers(a.out, rows, a.top_answers)
-    return counts, sources
+    return _qa_splits(a, src, lambda v: f"videos/{mapping[f'vid{v}']}.avi", [mapping_path])
 
 
 def prep_tgif_qa(a: argparse.Namespace) -> tuple[dict[str, int], list[Path]]:

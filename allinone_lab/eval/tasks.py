@@ -66,15 +66,25 @@ def evaluate_retrieval(model: AllInOne, video_batches: Batches, text_batches: Ba
 
 @torch.no_grad()
 def evaluate_multiple_choice(model: AllInOne, batches: Batches) -> dict[str, float]:
-    """Accuracy (percent) when the candidates' scores compete (VTM match logit, or the MC head)."""
+    """Accuracy (percent) when the candidates' scores compete (VTM match logit, or the MC head).
+
+    Batches may carry ``subset (B, K)``, a boolean mask of candidates (the answer included, e.g. the answer
+    and its temporal-only distractors): ``subset_accuracy`` is then the accuracy among those alone over the
+    batches that carry one, from the same forward pass."""
     model.eval()
     dev = _device(model)
-    predictions, answers = [], []
+    predictions, answers, subset_predictions, subset_answers = [], [], [], []
     for b in batches:
-        scores = model.choice_scores(b["video"].to(dev), b["input_ids"].to(dev), b["attention_mask"].to(dev))
-        predictions.append(scores.argmax(1).cpu())
+        scores = model.choice_scores(b["video"].to(dev), b["input_ids"].to(dev), b["attention_mask"].to(dev)).cpu()
+        predictions.append(scores.argmax(1))
         answers.append(b["answer"])
-    return {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers))}
+        if "subset" in b:
+            subset_predictions.append(scores.masked_fill(~b["subset"], float("-inf")).argmax(1))
+            subset_answers.append(b["answer"])
+    result = {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers)), "chance": 100.0 / scores.shape[1]}
+    if subset_predictions:
+        result["subset_accuracy"] = accuracy(torch.cat(subset_predictions), torch.cat(subset_answers))
+    return result
 
 
 @torch.no_grad()

@@ -96,30 +96,28 @@ def _last_step(run_dir: Path) -> int:
     return int(load_checkpoint(path)["step"]) if path.is_file() else 0
 
 
-@torch.no_grad()
 def multiple_choice_accuracy(model: AllInOne, ds, batch_size: int = 16) -> dict[str, float]:
     """Zero-shot multiple choice by the VTM match logit: accuracy over all options, and over the answer
     and its temporal-only distractors when the annotation lists them (``temporal_distractors``)."""
-    model.eval()
-    device = next(model.parameters()).device
-    right_all = right_temporal = counted_temporal = total = 0
-    for batch in loader(ds, batch_size):
-        scores = model.choice_scores(batch["video"].to(device), batch["input_ids"].to(device),
-                                     batch["attention_mask"].to(device)).cpu()
-        answers = batch["answer"]
-        right_all += int((scores.argmax(1) == answers).sum())
-        total += len(answers)
-        for row, index in enumerate(batch["index"].tolist()):
-            temporal = ds.table.get(index, "temporal_distractors")
-            if temporal:
-                allowed = [int(answers[row])] + [int(t) for t in temporal]
-                pick = allowed[int(scores[row, allowed].argmax())]
-                right_temporal += int(pick == int(answers[row]))
-                counted_temporal += 1
-    out = {"mc_accuracy": 100.0 * right_all / total, "mc_chance": 100.0 / scores.shape[1]}
-    if counted_temporal:
-        out["mc_temporal_accuracy"] = 100.0 * right_temporal / counted_temporal
+    result = evaluate_multiple_choice(model, (_with_temporal_subset(b, ds) for b in loader(ds, batch_size)))
+    out = {"mc_accuracy": result["accuracy"], "mc_chance": result["chance"]}
+    if "subset_accuracy" in result:
+        out["mc_temporal_accuracy"] = result["subset_accuracy"]
     return out
+
+
+def _with_temporal_subset(batch: dict[str, Any], ds) -> dict[str, Any]:
+    """Add ``subset (B, K)``: the answer and its temporal-only distractors, when the annotation lists them."""
+    if "temporal_distractors" not in ds.table:
+        return batch
+    subset = torch.zeros(batch["input_ids"].shape[:2], dtype=torch.bool)
+    for row, index in enumerate(batch["index"].tolist()):
+        distractors = ds.table.get(index, "temporal_distractors")
+        if not distractors:
+            return batch  # an item without temporal distractors: this batch has no subset
+        subset[row, [int(batch["answer"][row])] + [int(t) for t in distractors]] = True
+    batch["subset"] = subset
+    return batch
 
 
 def evaluate_pretrained(exp: Experiment, model: AllInOne, batch_size: int = 32) -> dict[str, float]:
