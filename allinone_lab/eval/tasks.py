@@ -8,10 +8,13 @@ the data should sample the middle frame of each segment. Batch keys follow
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..model import AllInOne
 from .metrics import accuracy, retrieval_metrics, topk_accuracy
@@ -62,6 +65,50 @@ def evaluate_retrieval(model: AllInOne, video_batches: Batches, text_batches: Ba
     """Dual-stream retrieval: encode each video and each text once, rank by cosine similarity."""
     similarity = encode_texts(model, text_batches) @ encode_videos(model, video_batches).t()
     return retrieval_metrics(similarity, text_to_video, ties)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def encode_sharded(encode: Callable[[AllInOne, Batches], Tensor], model: AllInOne, dataset: Dataset,
+                   batch_size: int, collate_fn: Callable[[list[Any]], dict[str, Tensor]],
+                   num_workers: int = 0) -> Tensor:
+    """Embed ``dataset`` with ``encode`` (:func:`encode_videos` or :func:`encode_texts`), split across the
+    processes of a data-parallel job: each encodes a contiguous share and the shares are gathered, so every
+    process returns all ``(N, E)`` embeddings in dataset order. Without a process group it encodes
+    everything in this process."""
+    rank, world = _world()
+    total = len(dataset)  # type: ignore[arg-type]
+    per = -(-total // world)
+    share = range(min(total, rank * per), min(total, (rank + 1) * per))
+    dim = model.config.vtc_dim
+    if len(share):
+        loader = DataLoader(Subset(dataset, share), batch_size=batch_size, shuffle=False,
+                            num_workers=num_workers, collate_fn=collate_fn)
+        local = encode(model, loader)
+    else:
+        local = torch.zeros(0, dim)
+    if world == 1:
+        return local
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    padded = torch.zeros(per, dim, device=device)
+    padded[: len(local)] = local.to(device)
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat(parts).cpu()[:total]
+
+
+def evaluate_retrieval_sharded(model: AllInOne, videos: Dataset, texts: Dataset, text_to_video: Tensor,
+                               collate_fn: Callable[[list[Any]], dict[str, Tensor]], batch_size: int = 32,
+                               ties: str = "pessimistic", num_workers: int = 0) -> dict[str, float]:
+    """:func:`evaluate_retrieval` with the video and text embeddings computed across all processes
+    (each encodes ``1/world`` of each set); every process returns the same metrics."""
+    text_emb = encode_sharded(encode_texts, model, texts, batch_size, collate_fn, num_workers)
+    video_emb = encode_sharded(encode_videos, model, videos, batch_size, collate_fn, num_workers)
+    return retrieval_metrics(text_emb @ video_emb.t(), text_to_video, ties)
 
 
 @torch.no_grad()
