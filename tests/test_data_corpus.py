@@ -14,6 +14,7 @@ from allinone_lab.data import sample_indices
 from allinone_lab.data.corpus import (
     COLOURS,
     DIRECTIONS,
+    EVENT_CLASSES,
     CorpusConfig,
     background,
     build_corpus,
@@ -68,12 +69,12 @@ def test_smoke_layout_report_and_formats(smoke):
     # Train and test clips are disjoint across every task.
     train = {
         r["video"]
-        for n in ("pairs", "mc", "qa", "cloze")
+        for n in ("pairs", "mc", "qa", "cloze", "classification")
         for r in _jsonl(smoke / "annotations" / f"{n}_train.jsonl")
     }
     test = {
         r["video"]
-        for n in ("pairs", "mc", "qa", "cloze")
+        for n in ("pairs", "mc", "qa", "cloze", "classification")
         for r in _jsonl(smoke / "annotations" / f"{n}_test.jsonl")
     }
     assert train and test and not train & test
@@ -87,6 +88,25 @@ def test_smoke_layout_report_and_formats(smoke):
             (a, b) for a, b in zip(ans, mc["options"][mc["static_distractor"]].split(), strict=True) if a != b
         ]
         assert len(static) == 1 and static[0][0] in COLOURS
+
+
+def test_classification_items_label_every_clip_by_event_and_direction(smoke):
+    assert json.loads((smoke / "annotations" / "classes.json").read_text()) == list(EVENT_CLASSES)
+    assert len(EVENT_CLASSES) == 7
+    clips = {c["video"]: c for c in _jsonl(smoke / "annotations" / "clips.jsonl")}
+    verbs = {"move": "moves", "turn": "turns", "appear": "appears", "disappear": "disappears"}
+    seen: Counter = Counter()
+    for split in ("train", "test"):
+        rows = _jsonl(smoke / "annotations" / f"classification_{split}.jsonl")
+        assert sorted(r["video"] for r in rows) == sorted(v for v, c in clips.items() if c["split"] == split)
+        for r in rows:
+            clip = clips[r["video"]]
+            direction = clip["objects"][0]["direction"]
+            assert r["label"] == (f"moves {direction}" if clip["event"] == "move" else verbs[clip["event"]])
+            assert r["mask"] == clip["mask"]
+            seen[r["label"]] += 1
+    assert set(seen) <= set(EVENT_CLASSES) and sum(seen.values()) == 60
+    assert {"moves left", "moves right", "moves up", "moves down", "turns"} <= set(seen)
 
 
 def test_deterministic_and_cached(tmp_path, smoke):

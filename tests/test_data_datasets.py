@@ -286,6 +286,50 @@ def test_vcr_paints_referenced_people(tmp_path):
     assert torch.equal(it["video"][0], it["video"][2])
 
 
+def test_corpus_classification_serves_events_with_the_fixed_class_list(corpus):
+    from allinone_lab.data.corpus import EVENT_CLASSES
+
+    ds = _ds(corpus, "classification", "test", with_masks=True)
+    assert isinstance(ds, ClassificationDataset) and ds.classes == list(EVENT_CLASSES)
+    assert len(ds) == len(_ds(corpus, "retrieval", "test"))  # one item per test clip
+    assert (ds.labels >= 0).all()  # every label is in the class list
+    it = ds[0]
+    assert it["video"].shape == (3, 3, 32, 32) and it["masks"].shape == (3, 32, 32)
+    assert ds.classes[it["label"]] == ds.table.get(0, "label")
+    batch = collate([ds[i] for i in range(4)])
+    assert batch["label"].dtype == torch.int64 and batch["label"].tolist() == ds.labels[:4].tolist()
+    with pytest.raises(ValueError, match="task='captions': expected one of .*'classification'"):
+        _ds(corpus, "captions")
+
+
+def test_vcr_without_painted_masks_is_the_plain_image(tmp_path):
+    from PIL import Image
+
+    from allinone_lab.data import frames_to_tensor
+
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)  # no resize at 32 px
+    Image.fromarray(image).save(tmp_path / "img.png")  # lossless
+    row = {"image": "img.png", "boxes": [[0, 0, 9, 31, 1.0], [20, 0, 31, 31, 1.0]], "referenced": [1],
+           "question": "why is person1 here?", "options": ["a", "b", "c", "d"], "answer": 2}  # fmt: skip
+    ann = _write_jsonl(tmp_path / "annotations" / "val.jsonl", [row])
+    cfg = CFG.replace(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    plain = VCRDataset(ann, cfg, video_root=tmp_path, paint_masks=False)[0]["video"]
+    painted = VCRDataset(ann, cfg, video_root=tmp_path)[0]["video"]
+    assert torch.equal(plain, frames_to_tensor(np.repeat(image[None], 3, axis=0), cfg, train=False))
+    changed = (painted != plain).any(dim=1)  # (S, H, W)
+    person1 = torch.zeros(32, 32, dtype=torch.bool)
+    person1[:, 20:] = True  # box x 20..31, every row
+    assert torch.equal(changed, person1.expand(3, -1, -1))  # only the referenced person is painted
+    # Without painting, the boxes are not needed: a row whose metadata file is missing still loads.
+    row2 = {k: v for k, v in row.items() if k != "boxes"} | {"metadata": "missing.json"}
+    ann2 = _write_jsonl(tmp_path / "annotations" / "nometa.jsonl", [row2])
+    assert torch.equal(VCRDataset(ann2, cfg, video_root=tmp_path, paint_masks=False)[0]["video"], plain)
+    with pytest.raises(VideoReadError, match="missing.json"):
+        VCRDataset(ann2, cfg, video_root=tmp_path)[0]
+    with pytest.raises(ValueError, match="paint_masks='no': expected True or False"):
+        VCRDataset(ann, cfg, video_root=tmp_path, paint_masks="no")
+
+
 def test_corpus_masks_follow_the_sampled_frames_and_crop(corpus):
     from allinone_lab.data.corpus import COLOURS
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from .video import write_video
 
-CORPUS_VERSION = 3
+CORPUS_VERSION = 4
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (225, 30, 30),
@@ -47,6 +47,16 @@ SIZES: dict[str, float] = {"small": 0.09, "big": 0.15}  # radius as a fraction o
 DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 OPPOSITE: dict[str, str] = {"left": "right", "right": "left", "up": "down", "down": "up"}
 EVENTS: tuple[str, ...] = ("move", "turn", "appear", "disappear")
+# Classification labels: the event of the clip's first object, a motion split by its direction.
+EVENT_CLASSES: tuple[str, ...] = (
+    "appears",
+    "disappears",
+    "moves down",
+    "moves left",
+    "moves right",
+    "moves up",
+    "turns",
+)
 SIZE_PRESETS: dict[str, int] = {"smoke": 60, "cpu": 3000}
 MOTION_TEMPLATES = (
     "a {adj} {shape} moves {dir}",
@@ -280,10 +290,25 @@ def _boxes(clip: dict[str, Any], num_frames: int) -> list[list[list[int]]]:
     return out
 
 
+def event_label(clip: dict[str, Any]) -> str:
+    """The classification label of a clip (one of :data:`EVENT_CLASSES`): its first object's event, a motion
+    as ``moves <direction>``. Works on a sampled clip and on a row of ``clips.jsonl``."""
+    obj = clip["objects"][0]
+    if clip["event"] == "move":
+        return f"moves {obj['direction']}"
+    return {"turn": "turns", "appear": "appears", "disappear": "disappears"}[clip["event"]]
+
+
 def _items_for_clip(clip: dict[str, Any], video: str, rng: np.random.Generator) -> dict[str, list[dict]]:
     objs, ev, tpl = clip["objects"], clip["event"], clip["template"]
     caption = _caption(objs, tpl)
-    out: dict[str, list[dict]] = {"pairs": [], "mc": [], "qa": [], "cloze": []}
+    out: dict[str, list[dict]] = {
+        "pairs": [],
+        "mc": [],
+        "qa": [],
+        "cloze": [],
+        "classification": [{"video": video, "label": event_label(clip)}],
+    }
     pair: dict[str, Any] = {"video": video, "caption": caption, "event": ev}
     if ev == "move":
         pair["temporal_negative"] = _caption(objs, tpl, [OPPOSITE[o["direction"]] for o in objs])
@@ -364,7 +389,8 @@ def build_corpus(
         root/videos/clip_000000.mp4        T x n x n H.264, intra-only, lossless
         root/masks/clip_000000.npz         "masks": uint8 (T, n, n), 0 background, k+1 object k
         root/annotations/clips.jsonl       latent description, per-frame boxes, split
-        root/annotations/{pairs,retrieval,mc,qa,cloze}_{train,test}.jsonl, answers.json
+        root/annotations/{pairs,retrieval,mc,qa,cloze,classification}_{train,test}.jsonl
+        root/annotations/answers.json (QA), classes.json (classification: EVENT_CLASSES)
         root/manifest.json, report.json, report.md
     """
     cfg = cfg or CorpusConfig()
@@ -375,6 +401,9 @@ def build_corpus(
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
     try:
         _generate(cfg, tmp)
+        if out.exists() and not force:  # another process finished the same corpus meanwhile: keep its copy
+            shutil.rmtree(tmp, ignore_errors=True)
+            return out
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -392,8 +421,8 @@ def _generate(cfg: CorpusConfig, root: Path) -> None:
     rng = np.random.default_rng(cfg.seed)
     n_test = max(2, int(round(cfg.clips * cfg.test_fraction)))
     split_of = np.array(["train"] * (cfg.clips - n_test) + ["test"] * n_test)[rng.permutation(cfg.clips)]
-    tables: dict[str, list[dict]] = {f"{k}_{s}": [] for k in ("pairs", "retrieval", "mc", "qa", "cloze")
-                                     for s in ("train", "test")}  # fmt: skip
+    tasks = ("pairs", "retrieval", "mc", "qa", "cloze", "classification")
+    tables: dict[str, list[dict]] = {f"{k}_{s}": [] for k in tasks for s in ("train", "test")}
     clips_meta = []
     for i in range(cfg.clips):
         clip = sample_clip(rng, cfg)
@@ -415,7 +444,7 @@ def _generate(cfg: CorpusConfig, root: Path) -> None:
         tables[f"retrieval_{split}"] += [
             {"video": video, "caption": p["caption"], "mask": p["mask"]} for p in items["pairs"]
         ]
-        for k in ("mc", "qa", "cloze"):
+        for k in ("mc", "qa", "cloze", "classification"):
             tables[f"{k}_{split}"] += items[k]
     ann = root / "annotations"
     _write_jsonl(ann / "clips.jsonl", clips_meta)
@@ -423,6 +452,7 @@ def _generate(cfg: CorpusConfig, root: Path) -> None:
         _write_jsonl(ann / f"{name}.jsonl", rows)
     answers = sorted({r["answer"] for r in tables["qa_train"]})
     (ann / "answers.json").write_text(json.dumps(answers, indent=0))
+    (ann / "classes.json").write_text(json.dumps(list(EVENT_CLASSES), indent=0))
     manifest = {
         "dataset": "corpus",
         "config": dataclasses.asdict(cfg),
@@ -473,6 +503,7 @@ CORPUS_TASKS: dict[str, str] = {
     "mc": "mc",
     "qa": "qa",
     "cloze": "cloze",
+    "classification": "classification",
 }
 
 
@@ -485,10 +516,18 @@ def corpus_dataset(
     train: bool | None = None,
     **kwargs: Any,
 ):
-    """A dataset over the built-in corpus (built on first use): ``task`` in pairs, retrieval, mc, qa, cloze;
-    ``split`` train or test. QA uses the training split's ``answers.json``."""
+    """A dataset over the built-in corpus (built on first use): ``task`` in pairs, retrieval, mc, qa, cloze,
+    classification; ``split`` train or test. QA uses the training split's ``answers.json``, classification
+    ``classes.json`` (:data:`EVENT_CLASSES`)."""
     from .config import DataConfig
-    from .datasets import ClozeDataset, MultipleChoiceDataset, OpenQADataset, PairsDataset, RetrievalDataset
+    from .datasets import (
+        ClassificationDataset,
+        ClozeDataset,
+        MultipleChoiceDataset,
+        OpenQADataset,
+        PairsDataset,
+        RetrievalDataset,
+    )
 
     if task not in CORPUS_TASKS:
         raise ValueError(f"corpus_dataset: task={task!r}: expected one of {list(CORPUS_TASKS)}")
@@ -499,7 +538,9 @@ def corpus_dataset(
     cfg = data_cfg if data_cfg is not None else DataConfig()
     train = (split == "train") if train is None else train
     classes = {"pairs": PairsDataset, "retrieval": RetrievalDataset, "mc": MultipleChoiceDataset,
-               "qa": OpenQADataset, "cloze": ClozeDataset}  # fmt: skip
+               "qa": OpenQADataset, "cloze": ClozeDataset, "classification": ClassificationDataset}  # fmt: skip
     if task == "qa":
         kwargs.setdefault("answers", root / "annotations" / "answers.json")
+    if task == "classification":
+        kwargs.setdefault("classes", root / "annotations" / "classes.json")
     return classes[task](ann, cfg, video_root=root, train=train, **kwargs)

@@ -439,16 +439,30 @@ class ClassificationDataset(VideoDataset):
 class VCRDataset(MultipleChoiceDataset):
     """VCR: an image (a one-frame video repeated S times) with a coloured mask painted on each referenced
     person, then multiple choice. ``boxes``/``segms`` come from the row or from its ``metadata`` json (VCR's
-    per-image file); ``referenced`` lists the object ids to paint."""
+    per-image file); ``referenced`` lists the object ids to paint.
+
+    ``paint_masks=False`` gives the plain image (the paper's Table 5 row without masks); boxes and metadata
+    are then not read. Item: ``video (S, C, H, W)`` (the image S times), ``input_ids``/``attention_mask (K, L)``,
+    ``answer``, ``index``.
+    """
 
     task = "vcr"
     required = ("image", "options", "answer")
+
+    def __init__(self, *args: Any, paint_masks: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(paint_masks, bool):
+            raise ValueError(f"VCRDataset: paint_masks={paint_masks!r}: expected True or False")
+        self.paint_masks = paint_masks
 
     def video_path(self, index: int) -> Path:
         return self.video_root / str(self.table.get(index, "image"))
 
     def load_video(self, index: int, rng: np.random.Generator) -> torch.Tensor:
         image = read_image(self.video_path(index))
+        if not self.paint_masks:
+            frames = np.repeat(image[None], self.cfg.num_frames, axis=0)
+            return frames_to_tensor(frames, self.cfg, train=self.train, rng=rng)
         boxes, segms = self.table.get(index, "boxes"), self.table.get(index, "segms")
         if boxes is None:
             meta_path = self.video_root / str(self.table.get(index, "metadata"))

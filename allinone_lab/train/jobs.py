@@ -1,8 +1,13 @@
-"""Jobs that compose the model, the data and the loop: pre-train, fine-tune for retrieval, evaluate.
+"""Jobs that compose the model, the data and the loop: pre-train, fine-tune, evaluate.
 
 The command line (``python -m allinone_lab.train``) and the notebooks call these same functions. Each
 writes into its run directory: ``config.json``, ``environment.json``, ``metrics.jsonl``,
 ``checkpoints/last.pt`` and, when it evaluates, ``results.json`` (atomically).
+
+Data: the built-in corpus when ``Experiment.data_root`` is None, else a dataset prepared by
+``python -m allinone_lab.data.prepare`` (its ``manifest.json`` names it). The jobs ask for the splits
+``train``, ``val`` and ``test``; :data:`DEFAULT_SPLITS` maps them to each dataset's own split names (override
+with ``splits={"train": "train_7k"}``).
 """
 
 from __future__ import annotations
@@ -17,24 +22,236 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import collate, corpus_dataset
-from ..eval import evaluate_cloze, evaluate_multiple_choice, evaluate_open_ended_qa, evaluate_retrieval
+from ..eval import (
+    encode_sharded,
+    encode_texts,
+    encode_videos,
+    evaluate_cloze,
+    evaluate_multiple_choice,
+    evaluate_open_ended_qa,
+    evaluate_retrieval_sharded,
+    extract_features,
+    linear_probe,
+    rerank_with_vtm,
+    retrieval_metrics,
+)
 from ..io import atomic_save, atomic_write_json
 from ..model import AllInOne, build_model
-from .distributed import is_main
+from .distributed import init_from_env, is_main
 from .loop import train
 from .objectives import MultipleChoice, OpenEndedQA, Pretraining, Retrieval
 from .presets import Experiment
 from .state import load_checkpoint
 
+# Data: the built-in corpus or a prepared dataset ----------------------------------------------------------
+JOB_SPLITS = ("train", "val", "test")
 
-def dataset(exp: Experiment, task: str, split: str, train: bool | None = None):
-    """A dataset of the experiment's data: the built-in corpus unless ``exp.data_root`` is set."""
-    if exp.data_root is not None:
-        raise NotImplementedError(
-            "prepared datasets are loaded with allinone_lab.data (see docs/data.md); the jobs run on the "
-            "built-in corpus (data_root=None) for now"
+# The jobs' splits -> each prepared dataset's split names (see docs/data.md). A dataset without a "val"
+# entry gets its validation items held out of "train"; test sets whose labels are not public are replaced by
+# the public validation set, as the papers that report on them do (VCR, Kinetics, ActivityNet val1, Ego4D).
+DEFAULT_SPLITS: dict[str, dict[str, str]] = {
+    "webvid": {"train": "train", "test": "val"},
+    "howto100m": {"train": "train"},
+    "yttemporal": {"train": "train"},
+    "msrvtt": {"train": "train_9k", "test": "test_1ka"},
+    "msrvtt-mc": {"test": "test"},
+    "msrvtt-qa": {"train": "train", "val": "val", "test": "test"},
+    "msvd-qa": {"train": "train", "val": "val", "test": "test"},
+    "tgif-qa": {"train": "train", "test": "test"},
+    "lsmdc-mc": {"train": "train", "test": "test"},
+    "didemo": {"train": "train", "val": "val", "test": "test"},
+    "activitynet": {"train": "train", "test": "val1"},
+    "kinetics400": {"train": "train", "test": "val"},
+    "hmdb51": {"train": "train1", "test": "test1"},
+    "ego4d-mc": {"test": "val"},
+    "vcr": {"train": "train", "test": "val"},  # prefixed by the subtask: qa_train / qar_train ...
+}
+
+# Which prepared-dataset task serves each job task.
+SERVED_BY: dict[str, tuple[str, ...]] = {
+    "pairs": ("pairs", "retrieval"),
+    "retrieval": ("retrieval",),
+    "mc": ("mc",),
+    "qa": ("qa",),
+    "vcr": ("vcr",),
+    "classification": ("classification",),
+}
+
+
+class MissingSplitError(ValueError):
+    """The data has no split of that name for the jobs (e.g. no ``val``: it is then held out of ``train``)."""
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """``root/manifest.json`` of a prepared dataset, checked: a dict whose ``dataset`` is a known name."""
+    from ..data.prepare import DATASETS
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"data_root {str(root)!r} is not a directory; expected a dataset prepared by "
+            f"`python -m allinone_lab.data.prepare <dataset> --out {root}` (docs/data.md)"
         )
-    return corpus_dataset(task, split, exp.data, exp.corpus, train=train, seed=exp.train.seed)
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"data_root {str(root)!r} has no manifest.json; expected the manifest that "
+            f"`python -m allinone_lab.data.prepare <dataset> --out {root}` writes (it names the dataset)"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    name = manifest.get("dataset") if isinstance(manifest, dict) else None
+    if name != "corpus" and name not in DATASETS:
+        raise ValueError(f"{path}: dataset={name!r}; expected one of {sorted(DATASETS)} or 'corpus'")
+    return manifest
+
+
+def split_map(name: str, splits: dict[str, str] | None = None) -> dict[str, str]:
+    """The jobs' split names -> dataset ``name``'s split names, ``splits`` overriding the defaults."""
+    mapping = {**DEFAULT_SPLITS.get(name, {}), **(splits or {})}
+    unknown = sorted(set(mapping) - set(JOB_SPLITS))
+    if unknown:
+        raise ValueError(f"splits: unknown job split(s) {unknown}; expected keys among {list(JOB_SPLITS)}")
+    return mapping
+
+
+def dataset(exp: Experiment, task: str, split: str, train: bool | None = None, subtask: str | None = None,
+            splits: dict[str, str] | None = None, paint_masks: bool = True):
+    """A dataset of the experiment's data for ``task`` (pairs | retrieval | mc | qa | cloze | vcr |
+    classification) and the job split ``split`` (train | val | test).
+
+    The built-in corpus when ``exp.data_root`` is None; else the prepared dataset at ``exp.data_root``.
+    ``subtask`` picks TGIF-QA's action | transition | frameqa (frameqa is the default for ``qa``) and VCR's
+    qa (Q->A, the default) | qar (QA->R). ``paint_masks=False`` (VCR only) gives the plain images, without
+    the referenced people painted. ``train`` (default: ``split == "train"``) turns on random frames and
+    crops. Raises :class:`MissingSplitError` when the data has no such split.
+    """
+    if split not in JOB_SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {list(JOB_SPLITS)}")
+    _check_paint_masks(task, paint_masks)
+    train = (split == "train") if train is None else train
+    if exp.data_root is None:
+        return _corpus(exp, task, split, train)
+    return _prepared(exp, task, split, train, subtask, splits, paint_masks)
+
+
+def _check_paint_masks(task: str, paint_masks: bool) -> None:
+    if not isinstance(paint_masks, bool):
+        raise ValueError(f"paint_masks={paint_masks!r}: expected True or False")
+    if not paint_masks and task != "vcr":
+        raise ValueError(f"paint_masks=False: only task 'vcr' paints masks (on its images); task {task!r} has none")
+
+
+def _corpus(exp: Experiment, task: str, split: str, train: bool, root: Path | None = None):
+    from ..data.corpus import CORPUS_TASKS
+
+    if split not in ("train", "test"):
+        raise MissingSplitError(f"the built-in corpus has no {split!r} split (it has train and test)")
+    corpus_task = corpus_stand_in(task)
+    if corpus_task not in CORPUS_TASKS:
+        raise ValueError(f"the built-in corpus has no {task!r} items; it offers {list(CORPUS_TASKS)}")
+    if root is None:
+        return corpus_dataset(corpus_task, split, exp.data, exp.corpus, train=train, seed=exp.train.seed)
+    from ..data.datasets import (
+        ClassificationDataset,
+        ClozeDataset,
+        MultipleChoiceDataset,
+        OpenQADataset,
+        PairsDataset,
+        RetrievalDataset,
+    )
+
+    classes = {"pairs": PairsDataset, "retrieval": RetrievalDataset, "mc": MultipleChoiceDataset,
+               "qa": OpenQADataset, "cloze": ClozeDataset, "classification": ClassificationDataset}
+    ann = _need_file(root / "annotations" / f"{corpus_task}_{split}.jsonl", root, "corpus")
+    kwargs: dict[str, Any] = {}
+    if corpus_task == "qa":
+        kwargs["answers"] = _need_file(root / "annotations" / "answers.json", root, "corpus")
+    if corpus_task == "classification":
+        kwargs["classes"] = _need_file(root / "annotations" / "classes.json", root, "corpus")
+    return classes[corpus_task](ann, exp.data, video_root=root, train=train, seed=exp.train.seed, **kwargs)
+
+
+def corpus_stand_in(task: str) -> str:
+    """The built-in corpus's items for a job task: VCR uses the corpus's own ``vcr`` items where it has them,
+    else its multiple-choice items (a video, not an image with painted people: a stand-in, reported as such)."""
+    from ..data.corpus import CORPUS_TASKS
+
+    if task == "vcr" and "vcr" not in CORPUS_TASKS:
+        return "mc"
+    return task
+
+
+def _need_file(path: Path, root: Path, name: str) -> Path:
+    if not path.is_file():
+        command = ("python -m allinone_lab.data.prepare corpus --cache-dir DIR ..." if name == "corpus"
+                   else f"python -m allinone_lab.data.prepare {name} --out {root} ...")
+        raise FileNotFoundError(
+            f"{name} at data_root {str(root)!r}: {str(path)!r} not found; expected the file that "
+            f"`{command}` writes (docs/data.md)"
+        )
+    return path
+
+
+def _prepared(exp: Experiment, task: str, split: str, train: bool, subtask: str | None,
+              splits: dict[str, str] | None, paint_masks: bool = True):
+    from ..data.datasets import PairsDataset
+    from ..data.prepare import DATASETS, build_dataset
+
+    root = Path(exp.data_root)
+    name = read_manifest(root)["dataset"]
+    if name == "corpus":
+        return _corpus(exp, task, split, train, root)
+    spec = DATASETS[name]
+    if task not in SERVED_BY:
+        raise ValueError(f"task={task!r}: prepared datasets serve {list(SERVED_BY)}")
+    served = spec.task
+    if name == "tgif-qa":
+        subtask = subtask or ("frameqa" if task == "qa" else None)
+        if subtask not in ("action", "transition", "frameqa"):
+            raise ValueError(f"tgif-qa at {root}: task {task!r} needs subtask 'action' or 'transition' "
+                             f"(multiple choice) or 'frameqa' (open-ended); got {subtask!r}")
+        served = "qa" if subtask == "frameqa" else "mc"
+    elif name == "vcr":
+        subtask = subtask or "qa"
+        if subtask not in ("qa", "qar"):
+            raise ValueError(f"vcr at {root}: subtask={subtask!r}; expected 'qa' (Q->A) or 'qar' (QA->R)")
+    elif subtask is not None:
+        raise ValueError(f"{name} at {root}: subtask={subtask!r}, but only tgif-qa and vcr take a subtask")
+    if served not in SERVED_BY[task]:
+        raise ValueError(f"data_root {str(root)!r} holds {name} ({served} items); task {task!r} needs a dataset "
+                         f"with {' or '.join(SERVED_BY[task])} items")
+    mapping = split_map(name, splits)
+    if split not in mapping:
+        raise MissingSplitError(
+            f"{name} at {root}: no {split!r} split for the jobs (split map {mapping}; prepared splits "
+            f"{sorted(spec.splits)}); pass splits={{{split!r}: <a prepared split>}} if it has one"
+        )
+    real = mapping[split]
+    key = {"tgif-qa": f"{subtask}_{real}", "vcr": f"{subtask}_{real}"}.get(name, real)
+    if key not in spec.splits:
+        raise ValueError(f"{name} at {root}: split {split!r} -> {key!r}, which is not one of {sorted(spec.splits)}")
+    ann = _need_file(root / "annotations" / spec.splits[key], root, name)
+    vocab = "frameqa_answers.json" if name == "tgif-qa" else spec.vocab
+    if vocab and served in ("qa", "classification"):
+        _need_file(root / "annotations" / vocab, root, name)
+    if task == "pairs":
+        ds = PairsDataset(ann, exp.data, video_root=root, train=train, seed=exp.train.seed)
+    else:
+        extra = {"paint_masks": paint_masks} if name == "vcr" else {}
+        ds = build_dataset(name, root, real if name == "tgif-qa" else key, exp.data, train=train,
+                           subtask=subtask if name == "tgif-qa" else None, seed=exp.train.seed, **extra)
+    if exp.data.on_error == "raise":
+        media = ds.video_path(0)
+        if not media.exists():
+            raise FileNotFoundError(
+                f"{name} at data_root {str(root)!r}: {str(media)!r} (row 0 of {ann.name}) not found; prepare "
+                f"writes annotations only: put (or symlink) the media under {root} at the paths the annotations "
+                f"name (docs/data.md), or set data.on_error='skip'"
+            )
+    return ds
 
 
 def loader(ds, batch_size: int, workers: int = 0) -> DataLoader:
@@ -143,12 +360,7 @@ def finetune_retrieval(exp: Experiment, model: AllInOne, run_dir: str | Path, st
                             warmup_ratio=0.1)
     train(Retrieval(model), dataset(exp, "retrieval", "train", train=True), cfg, run_dir, collate_fn=collate,
           resolved_config=exp.to_dict(), progress=progress)
-    test = dataset(exp, "retrieval", "test", train=False)
-    videos = loader(test, 32)
-    metrics = evaluate_retrieval(model, ({"video": b["video"]} for b in videos), loader(test, 64),
-                                 torch.as_tensor(test.text_to_video))
-    metrics["random_R@1"] = 100.0 / test.num_videos
-    return metrics
+    return retrieval_evaluation(model, dataset(exp, "retrieval", "test", train=False))
 
 
 def run_experiment(exp: Experiment, run_dir: str | Path, retrieval_steps: int = 0, progress: bool = True) -> dict:
@@ -185,58 +397,160 @@ class IndexSubset(Dataset):
             self.dataset.set_epoch(epoch)
 
 
-FINETUNE_TASKS = {"retrieval": "retrieval", "mc": "mc", "qa": "qa"}
+# Fine-tuning ---------------------------------------------------------------------------------------------
+# Job task -> the data task it reads.
+FINETUNE_TASKS: dict[str, str] = {"retrieval": "retrieval", "mc": "mc", "qa": "qa", "vcr": "vcr",
+                                  "linear_probe": "classification"}
+ZERO_SHOT_TASKS = ("retrieval", "mc", "vcr")
+RETRIEVAL_OBJECTIVES = ("vtc", "vtm")
 
 
-def validate(task: str, model: AllInOne, ds, indices: np.ndarray) -> dict[str, float]:
-    """The selection metric of ``task`` on the validation items: R@1 (text to video), MC or QA accuracy."""
-    subset = IndexSubset(ds, indices)
-    if task == "retrieval":
-        names = [ds.table.get(int(i), "video") for i in indices]
-        _, text_to_video = np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)
-        first = {v: j for j, v in reversed(list(enumerate(text_to_video.tolist())))}
-        videos = IndexSubset(ds, indices[[first[v] for v in range(len(first))]])
-        metrics = evaluate_retrieval(model, loader(videos, 32), loader(subset, 64), torch.as_tensor(text_to_video))
-        return {"score": metrics["t2v_R@1"], **metrics}
-    if task == "mc":
-        metrics = evaluate_multiple_choice(model, loader(subset, 8))
+def retrieval_evaluation(model: AllInOne, ds, indices: np.ndarray | None = None, rerank_top_k: int = 0,
+                         batch_size: int = 32) -> dict[str, float]:
+    """Text-to-video and video-to-text R@1/5/10, MdR, MnR over the items ``indices`` of a retrieval dataset
+    (all by default): dual-stream cosine similarity, each text and each unique video encoded once.
+
+    Under a data-parallel process group (torchrun) every process encodes a contiguous share of the texts and
+    of the videos and the embeddings are gathered (:func:`~allinone_lab.eval.evaluate_retrieval_sharded`):
+    every process must call this, and all return the same metrics. ``rerank_top_k > 0`` then re-scores each
+    text's top-k videos with the VTM match logit on the joint input, on every process (the other videos stay
+    below them); video-to-text ranks by the same re-scored matrix."""
+    indices = np.arange(len(ds)) if indices is None else np.asarray(indices)
+    names = np.asarray([str(ds.table.get(int(i), "video")) for i in indices], dtype=object)
+    _, first, text_to_video = np.unique(names.astype(str), return_index=True, return_inverse=True)
+    texts, videos = IndexSubset(ds, indices), IndexSubset(ds, indices[first])
+    targets = torch.as_tensor(text_to_video)
+    if rerank_top_k <= 0:
+        metrics = evaluate_retrieval_sharded(model, videos, texts, targets, collate, batch_size)
     else:
+        similarity = (encode_sharded(encode_texts, model, texts, 2 * batch_size, collate)
+                      @ encode_sharded(encode_videos, model, videos, batch_size, collate).t())
+        clips = torch.cat([b["video"] for b in loader(videos, batch_size)])
+        text_batches = [b for b in loader(texts, 2 * batch_size)]
+        ids = torch.cat([b["input_ids"] for b in text_batches])
+        mask = torch.cat([b["attention_mask"] for b in text_batches])
+        similarity = rerank_with_vtm(model, similarity, clips, ids, mask, rerank_top_k)
+        metrics = retrieval_metrics(similarity, targets)
+    metrics["random_R@1"] = 100.0 / len(first)
+    return metrics
+
+
+def validate(task: str, model: AllInOne, ds, indices: np.ndarray, rerank_top_k: int = 0,
+             by_kind: bool = False) -> dict[str, float]:
+    """The selection metric of ``task`` on the items ``indices``: R@1 (text to video), multiple-choice
+    accuracy (mc, vcr; with the temporal-subset accuracy where the annotation lists it) or QA accuracy.
+
+    ``by_kind`` adds, for QA annotations with a ``kind`` column (the corpus: direction, shape, colour), the
+    accuracy of each kind of question as ``accuracy_<kind>``."""
+    subset = IndexSubset(ds, indices)
+    if task == "qa" and by_kind and "kind" in ds.table:
+        kinds = np.asarray([str(ds.table.get(int(i), "kind")) for i in indices])
+        metrics = validate(task, model, ds, indices)
+        for kind in sorted(set(kinds)):
+            metrics[f"accuracy_{kind}"] = validate(task, model, ds, indices[kinds == kind])["accuracy"]
+        return metrics
+    if task == "retrieval":
+        metrics = retrieval_evaluation(model, ds, indices, rerank_top_k)
+        return {"score": metrics["t2v_R@1"], **metrics}
+    if task in ("mc", "vcr"):
+        metrics = evaluate_multiple_choice(model, (_with_temporal_subset(b, ds) for b in loader(subset, 8)))
+    elif task == "qa":
         metrics = evaluate_open_ended_qa(model, loader(subset, 32))
+    else:
+        raise ValueError(f"task={task!r}: expected one of retrieval, mc, vcr, qa")
     return {"score": metrics["accuracy"], **metrics}
 
 
+def validation_split(exp: Experiment, task: str, train_ds, val_fraction: float = 0.1, subtask: str | None = None,
+                     splits: dict[str, str] | None = None,
+                     paint_masks: bool = True) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``(val_ds, val_indices, train_indices)``: the data's own ``val`` split where it has one, else
+    ``val_fraction`` of the training items (a seeded permutation), evaluated without augmentation. Never test."""
+    data_task = FINETUNE_TASKS.get(task, task)
+    source = {"subtask": subtask, "splits": splits, "paint_masks": paint_masks}
+    try:
+        val_ds = dataset(exp, data_task, "val", train=False, **source)
+        return val_ds, np.arange(len(val_ds)), np.arange(len(train_ds))
+    except MissingSplitError:
+        pass
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction={val_fraction}: expected a fraction in (0, 1)")
+    if len(train_ds) < 2:
+        raise ValueError(f"{len(train_ds)} training item(s): too few to hold out a validation split")
+    val_ds = dataset(exp, data_task, "train", train=False, **source)
+    order = np.random.default_rng(exp.train.seed).permutation(len(train_ds))
+    held_out = min(len(order) - 1, max(1, int(len(order) * val_fraction)))
+    return val_ds, np.sort(order[:held_out]), np.sort(order[held_out:])
+
+
+def _objective(task: str, model: AllInOne, objectives: dict[str, float] | None):
+    if task == "retrieval":
+        return Retrieval(model, objectives)
+    return {"mc": MultipleChoice, "vcr": MultipleChoice, "qa": OpenEndedQA}[task](model)
+
+
+def _check_objectives(task: str, objectives: dict[str, float] | None) -> None:
+    if objectives is None:
+        return
+    if task != "retrieval":
+        raise ValueError(f"objectives={objectives}: only task 'retrieval' takes objective weights")
+    unknown = sorted(set(objectives) - set(RETRIEVAL_OBJECTIVES))
+    if unknown or not any(float(w) > 0 for w in objectives.values()) or any(float(w) < 0 for w in objectives.values()):
+        raise ValueError(f"objectives={objectives}: expected non-negative weights for {list(RETRIEVAL_OBJECTIVES)}, "
+                         f"at least one positive")
+
+
 def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: str | Path | None = None,
-             eval_every: int | None = None, val_fraction: float = 0.1, progress: bool = True) -> dict[str, Any]:
-    """Fine-tune for ``task`` (retrieval | mc | qa), selecting the checkpoint on a validation split held
-    out of the training split (never on test), then evaluate the selected model on the test split.
+             eval_every: int | None = None, val_fraction: float = 0.1, progress: bool = True, *,
+             zero_shot: bool = False, objectives: dict[str, float] | None = None, rerank_top_k: int = 0,
+             subtask: str | None = None, splits: dict[str, str] | None = None, paint_masks: bool = True,
+             probe_lrs: tuple[float, ...] = (1e-3, 1e-2, 1e-1), probe_epochs: int = 100) -> dict[str, Any]:
+    """Fine-tune for ``task``, selecting the checkpoint on a validation split (the data's ``val`` split, or
+    ``val_fraction`` held out of train; never test), then evaluate the selected model once on test.
+
+    Tasks: ``retrieval`` (VTC + VTM, or the weights in ``objectives``, e.g. ``{"vtc": 1, "vtm": 0}``;
+    dual-stream evaluation, VTM re-ranking of the top ``rerank_top_k``), ``mc`` and ``vcr`` (the candidates'
+    VTM scores in one softmax; VCR is Q->A over images with the referenced people painted, or with
+    ``paint_masks=False`` the plain images), ``qa``
+    (open-ended, a classifier over the training answers) and ``linear_probe`` (see :func:`linear_probe_job`).
+    ``zero_shot`` (retrieval, mc, vcr) trains nothing: the ``init`` model is evaluated on test.
 
     Writes ``validation.jsonl``, ``checkpoints/best.pt`` and ``results.json`` into ``run_dir``; a stopped
     run resumes.
     """
     if task not in FINETUNE_TASKS:
         raise ValueError(f"task={task!r}: expected one of {list(FINETUNE_TASKS)}")
+    _check_objectives(task, objectives)
+    _check_paint_masks(task, paint_masks)
+    source: dict[str, Any] = {"subtask": subtask, "splits": splits}
+    if task == "vcr":
+        source["paint_masks"] = paint_masks
+    if task == "linear_probe":
+        if zero_shot:
+            raise ValueError("task 'linear_probe' trains a linear layer: zero_shot does not apply")
+        return linear_probe_job(exp, run_dir, init, val_fraction, probe_lrs, probe_epochs, **source)
+    if zero_shot:
+        return zero_shot_job(exp, task, run_dir, init, rerank_top_k, **source)
     run_dir = Path(run_dir)
-    train_ds = dataset(exp, task, "train", train=True)
-    val_ds = dataset(exp, task, "train", train=False)
+    train_ds = dataset(exp, FINETUNE_TASKS[task], "train", train=True, **source)
     if task == "qa":
         exp = exp.override(**{"model.num_answers": len(train_ds.answers)})
+    val_ds, val_idx, train_idx = validation_split(exp, task, train_ds, val_fraction, **source)
     model = load_model(exp, init, strict=False)
-    objective = {"retrieval": Retrieval, "mc": MultipleChoice, "qa": OpenEndedQA}[task](model)
-    order = np.random.default_rng(exp.train.seed).permutation(len(train_ds))
-    held_out = max(1, int(len(order) * val_fraction))
-    val_idx, train_idx = np.sort(order[:held_out]), np.sort(order[held_out:])
+    objective = _objective(task, model, objectives)
     cfg = exp.train.replace(max_steps=steps)
     eval_every = eval_every or max(1, steps // 4)
     best_path = run_dir / "checkpoints" / "best.pt"
     history_path = run_dir / "validation.jsonl"
     history = [json.loads(x) for x in history_path.read_text().splitlines()] if history_path.exists() else []
     step = history[-1]["step"] if history else 0
+    resolved = {**exp.to_dict(), "task": task, "init": str(init), "objectives": objectives,
+                "rerank_top_k": rerank_top_k, **source}
     while step < steps:
         result = train(objective, IndexSubset(train_ds, train_idx), cfg, run_dir, collate_fn=collate,
-                       resolved_config={**exp.to_dict(), "task": task, "init": str(init)},
-                       stop_after=min(eval_every, steps - step), progress=progress)
+                       resolved_config=resolved, stop_after=min(eval_every, steps - step), progress=progress)
         step = result.step
-        scores = validate(task, model, val_ds, val_idx)
+        scores = validate(task, model, val_ds, val_idx, rerank_top_k)
         best_so_far = max((h["score"] for h in history), default=float("-inf"))
         history.append({"step": step, **scores})
         if is_main():
@@ -246,9 +560,82 @@ def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: 
                 handle.write(json.dumps(history[-1]) + "\n")
     best = load_checkpoint(best_path)
     model.load_state_dict(best["model"])
-    test_ds = dataset(exp, task, "test", train=False)  # QA: the training answers; others count wrong
-    test = validate(task, model, test_ds, np.arange(len(test_ds)))
-    results = {"task": task, "selected_step": best["step"], "validation": best["score"], "test": test}
+    test_ds = dataset(exp, FINETUNE_TASKS[task], "test", train=False, **source)  # QA: the training answers
+    test = validate(task, model, test_ds, np.arange(len(test_ds)), rerank_top_k, by_kind=True)
+    results = {"task": task, "selected_step": best["step"], "validation": best["score"], "test": test,
+               "train_items": int(len(train_idx)), "val_items": int(len(val_idx)), "test_items": len(test_ds)}
     if is_main():
-        atomic_write_json({"config": exp.to_dict(), "metrics": results}, run_dir / "results.json")
+        atomic_write_json({"config": resolved, "metrics": results}, run_dir / "results.json")
     return results
+
+
+def zero_shot_job(exp: Experiment, task: str, run_dir: str | Path, init: str | Path | None = None,
+                  rerank_top_k: int = 0, subtask: str | None = None, splits: dict[str, str] | None = None,
+                  paint_masks: bool = True) -> dict[str, Any]:
+    """Evaluate the ``init`` model on the test split without training: multiple choice (mc, vcr) by the
+    pre-trained VTM match logit, retrieval by the pre-trained VTC projections (and VTM re-ranking).
+    Writes ``results.json`` into ``run_dir``."""
+    if task not in ZERO_SHOT_TASKS:
+        raise ValueError(f"zero-shot task={task!r}: expected one of {list(ZERO_SHOT_TASKS)} (QA needs a trained head)")
+    model = load_model(exp, init, strict=False).to(init_from_env(exp.train.device))
+    source: dict[str, Any] = {"subtask": subtask, "splits": splits}
+    if task == "vcr":
+        source["paint_masks"] = paint_masks
+    test_ds = dataset(exp, FINETUNE_TASKS[task], "test", train=False, **source)
+    test = validate(task, model, test_ds, np.arange(len(test_ds)), rerank_top_k)
+    results = {"task": task, "zero_shot": True, "test": test, "test_items": len(test_ds)}
+    if is_main():
+        resolved = {**exp.to_dict(), "task": task, "init": str(init), "zero_shot": True, "rerank_top_k": rerank_top_k,
+                    **source}
+        atomic_write_json({"config": resolved, "metrics": results}, Path(run_dir) / "results.json")
+    return results
+
+
+def linear_probe_job(exp: Experiment, run_dir: str | Path, init: str | Path | None = None, val_fraction: float = 0.1,
+                     lrs: tuple[float, ...] = (1e-3, 1e-2, 1e-1), epochs: int = 100, subtask: str | None = None,
+                     splits: dict[str, str] | None = None, batch_size: int = 32) -> dict[str, Any]:
+    """Linear probe (the paper's Table 12): the backbone frozen, one linear layer on the frame-averaged video
+    CLS feature of the last layer. The learning rate is chosen among ``lrs`` by top-1 on the validation
+    split (the data's ``val``, or ``val_fraction`` held out of train), then top-1/5/10 reported on test.
+
+    Writes ``validation.jsonl`` (one line per learning rate) and ``results.json`` into ``run_dir``."""
+    if not lrs:
+        raise ValueError("lrs: expected at least one learning rate")
+    run_dir = Path(run_dir)
+    model = load_model(exp, init, strict=False).to(init_from_env(exp.train.device))
+    train_ds = dataset(exp, "classification", "train", train=False, subtask=subtask, splits=splits)
+    val_ds, val_idx, train_idx = validation_split(exp, "linear_probe", train_ds, val_fraction, subtask, splits)
+    test_ds = dataset(exp, "classification", "test", train=False, subtask=subtask, splits=splits)
+
+    def features(ds, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return extract_features(model, loader(IndexSubset(ds, indices), batch_size))
+
+    x_train, y_train = features(train_ds, train_idx)
+    known = y_train >= 0  # a training label outside the class list cannot be learned
+    x_train, y_train = x_train[known], y_train[known]
+    x_val, y_val = features(val_ds, val_idx)
+    x_test, y_test = features(test_ds, np.arange(len(test_ds)))
+    classes = len(train_ds.classes)
+    history = []
+    for lr in lrs:
+        scores = linear_probe(x_train, y_train, x_val, y_val, classes, epochs, lr, seed=exp.train.seed)
+        history.append({"lr": lr, "score": scores["top1"], **scores})
+    best = max(history, key=lambda h: h["score"])  # the first of equals wins
+    test = linear_probe(x_train, y_train, x_test, y_test, classes, epochs, best["lr"], seed=exp.train.seed)
+    results = {"task": "linear_probe", "selected_lr": best["lr"], "validation": best["score"], "test": test,
+               "num_classes": classes, "feature_dim": int(x_train.shape[1]), "train_items": int(len(y_train)),
+               "val_items": int(len(y_val)), "test_items": int(len(y_test))}
+    if is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json({"config": {**exp.to_dict(), "task": "linear_probe", "init": str(init), "lrs": list(lrs),
+                                      "epochs": epochs, "subtask": subtask, "splits": splits},
+                           "metrics": results}, run_dir / "results.json")
+        _atomic_write_lines(history, run_dir / "validation.jsonl")
+    return results
+
+
+def _atomic_write_lines(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Write ``rows`` as JSON lines, atomically."""
+    from ..io import atomic_write_bytes
+
+    atomic_write_bytes(path, lambda handle: handle.write("".join(json.dumps(r) + "\n" for r in rows).encode()))
