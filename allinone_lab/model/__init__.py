@@ -4,6 +4,7 @@ The model knows nothing of data files, training or notebooks.
 """
 
 from .allinone import AllInOne, AllInOneOutput, TextEmbedding
+from .attention import AttentionMaps, attention_maps, capture_attention, explicit_attention
 from .checkpoint import (
     CheckpointError,
     CheckpointReport,
@@ -38,6 +39,10 @@ def build_model(config: ModelConfig | None = None, **overrides) -> AllInOne:
 
 
 __all__ = [
+    "AttentionMaps",
+    "attention_maps",
+    "capture_attention",
+    "explicit_attention",
     "AllInOne",
     "AllInOneOutput",
     "ChannelShift",
