@@ -1,0 +1,187 @@
+"""Reproductions of the paper's figures on attention (Fig. 4) and cloze with optimal transport (Fig. 6).
+
+``fig4``: the text-to-video attention distribution over visual token positions of a model pre-trained with
+token rolling beside one pre-trained without (ratio 0, the paper's baseline), on test pairs of the built-in
+corpus, with the rolled positions marked.
+
+``fig6``: cloze with optimal transport on test items of the built-in corpus: the transport mass of each
+masked word inside the mask of the object it describes, against a uniform plan, per word kind (direction,
+colour, shape), and heatmaps of example items with the predicted words as titles.
+
+Both pre-train with the ``scale`` preset (or load the given checkpoints) and save the figure's data next to
+``results.json`` so that :func:`repro.plot` can redraw it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import corpus_dataset
+from ..io import atomic_save
+from ..ot import SOLVERS
+from ..train import jobs
+from ..viz.attention import AttentionProfile, attention_profile, plot_attention_profiles
+from ..viz.cloze import KINDS, SCOPES, HeatmapRow, cloze_alignment, draw_heatmaps, run_cloze
+from ..viz.sources import ModelBundle, corpus_pair_batches, load_bundle, load_corpus_clip
+from .pretraining import arm_experiment, describe, pretrain_steps
+from .spec import Context, Param, ParameterError, Reproduction, Result, register
+
+FIG4_DATA = "fig4_profiles.pt"
+FIG6_DATA = "fig6_examples.pt"
+
+
+def pretrained_bundle(ctx: Context, name: str, checkpoint: str | None, steps: int | None,
+                      overrides: dict[str, Any] | None = None) -> tuple[ModelBundle, str]:
+    """The model of ``checkpoint``, or one pre-trained (VTM + MLM) with the scale's preset and ``overrides``
+    for ``steps`` steps (None: by scale, see :func:`pretraining.pretrain_steps`) into
+    ``ctx.run_dir(name)/pretrain`` (a finished run there is reused). Returns the bundle and a line saying
+    where the model came from."""
+    if checkpoint is not None:
+        return load_bundle(checkpoint, device=ctx.device), f"{name}: checkpoint {checkpoint}"
+    exp = arm_experiment(ctx, overrides or {}, pretrain_steps(ctx, steps))
+    run_dir = ctx.run_dir(name) / "pretrain"
+    jobs.pretrain(exp, run_dir, progress=ctx.progress)
+    return load_bundle(run_dir, device=ctx.device), f"{name}: pre-trained here, {describe(exp)}"
+
+
+def _result_dir(result: Result) -> Path:
+    if result.path is not None:
+        return Path(result.path).parent
+    return Path(result.params["output_dir"])
+
+
+# Fig. 4 ---------------------------------------------------------------------------------------------------
+def _check_positive(params: dict[str, Any], name: str, *keys: str) -> None:
+    for key in keys:
+        if params[key] is not None and params[key] < 1:
+            raise ParameterError(f"{name}: parameter {key}={params[key]!r}: expected an integer >= 1")
+
+
+def run_fig4(params: dict[str, Any], ctx: Context) -> Result:
+    arms = (("with rolling", "roll", params["roll_ratio"], params["roll_checkpoint"]),
+            ("without rolling", "no_roll", 0.0, params["none_checkpoint"]))  # fmt: skip
+    _check_positive(params, "fig4", "clips")
+    if not 0 < params["roll_ratio"] <= 1:
+        raise ParameterError(f"fig4: parameter roll_ratio={params['roll_ratio']!r}: expected a fraction in (0, 1]")
+    profiles: list[AttentionProfile] = []
+    origins: list[str] = []
+    pairs = 0
+    for label, name, ratio, checkpoint in arms:
+        bundle, origin = pretrained_bundle(ctx, name, checkpoint, params["steps"], {"model.roll_ratio": ratio})
+        origins.append(origin)
+        batches = corpus_pair_batches(bundle.data, bundle.corpus, params["clips"])
+        pairs = sum(len(b["input_ids"]) for b in batches)
+        profiles.append(attention_profile(bundle.model, batches, label))
+    rolling, baseline = profiles
+    if not rolling.rolled.any():
+        raise ValueError("fig4: the model 'with rolling' rolls no positions (roll_ratio 0 or a checkpoint without "
+                         "rolling); pass roll_ratio > 0 or a rolled checkpoint as roll_checkpoint")
+    rolled_layers = rolling.rolled.any(dim=1)
+    positions = rolling.rolled[rolled_layers].any(dim=0)  # positions rolled in any rolled layer
+    rows, metrics = [], {}
+    for profile in profiles:
+        if profile.distribution.shape[-1] != positions.shape[0]:
+            raise ValueError("fig4: the two models see different numbers of visual tokens per frame "
+                             f"({profile.distribution.shape[-1]} vs {positions.shape[0]})")
+        mean = profile.distribution[rolled_layers].mean(dim=(0, 1))
+        rolled_share = float(mean[positions].sum())
+        uniform = float(positions.sum()) / positions.shape[0]
+        row = {"model": profile.label, "rolled positions share": rolled_share, "uniform share": uniform,
+               "ratio to uniform": rolled_share / uniform, "CLS share": float(mean[0]),
+               "other positions share": 1.0 - rolled_share - float(mean[0])}  # fmt: skip
+        rows.append(row)
+        key = "roll" if profile is rolling else "none"
+        metrics[f"rolled_share_{key}"] = rolled_share
+    metrics["rolled_share_uniform"] = rows[0]["uniform share"]
+    metrics["rolled_share_gain"] = metrics["rolled_share_roll"] - metrics["rolled_share_none"]
+    atomic_save({"profiles": [{"label": p.label, "distribution": p.distribution, "rolled": p.rolled}
+                              for p in profiles]}, ctx.output_dir / FIG4_DATA)  # fmt: skip
+    notes = [f"averaged over {pairs} test pairs of the built-in corpus, every real text token "
+             "of every frame, all heads and the layers with rolling; shares are of each text token's attention to "
+             "the visual tokens of its frame",
+             "rolled positions: those the rolling model rolls (the same positions are measured for the baseline)",
+             *origins]
+    return Result(metrics=metrics, rows=rows, notes=notes)
+
+
+def plot_fig4(result: Result):
+    data = torch.load(_result_dir(result) / FIG4_DATA, weights_only=True)
+    profiles = [AttentionProfile(p["label"], p["distribution"], p["rolled"]) for p in data["profiles"]]
+    return plot_attention_profiles(profiles, title="Text-to-video attention over visual token positions")
+
+
+FIG4 = register(Reproduction(
+    name="fig4",
+    title="Fig. 4: text-to-video attention distribution over tokens, with and without token rolling",
+    params=(
+        Param("clips", int, 32, help="test pairs of the built-in corpus averaged over"),
+        Param("roll_ratio", float, 0.25, help="rolling ratio of the model with rolling"),
+        Param("steps", int, None, help="pre-training steps of each model (None: by scale)"),
+        Param("roll_checkpoint", str, None, help="a model with rolling to use instead of pre-training one"),
+        Param("none_checkpoint", str, None, help="a model without rolling to use instead of pre-training one"),
+    ),
+    run=run_fig4,
+    plot=plot_fig4,
+))  # fmt: skip
+
+
+# Fig. 6 ---------------------------------------------------------------------------------------------------
+def run_fig6(params: dict[str, Any], ctx: Context) -> Result:
+    _check_positive(params, "fig6", "items")
+    if not 0 <= params["threshold"] <= 1:
+        raise ParameterError(f"fig6: parameter threshold={params['threshold']!r}: expected a fraction in [0, 1]")
+    bundle, origin = pretrained_bundle(ctx, "model", params["checkpoint"], params["steps"])
+    ds = corpus_dataset("cloze", "test", bundle.data, bundle.corpus, train=False, with_masks=True)
+    stats = cloze_alignment(bundle.model, ds, params["items"], KINDS, solver=params["solver"], scope=params["scope"])
+    rows = [{"kind": r["kind"], "items": r["items"], "mass in mask": r["mass_in_mask"], "uniform plan": r["uniform"],
+             "ratio": r["ratio"], "frames above uniform": r["frames_above_uniform"],
+             "cloze accuracy": r["cloze_accuracy"]} for r in stats["rows"]]  # fmt: skip
+    metrics = {f"{key}_{r['kind']}": r[field] for r in stats["rows"]
+               for key, field in (("mass_in_mask", "mass_in_mask"), ("uniform", "uniform"), ("ratio", "ratio"))}
+    examples = []
+    for kind in KINDS[: max(0, params["examples"])]:
+        index = next((it["index"] for it in stats["items"] if it["kind"] == kind), None)
+        if index is None:
+            continue
+        clip = load_corpus_clip(index, bundle.data, bundle.corpus, split="test", task="cloze")
+        res = run_cloze(bundle.model, clip, words=[str(clip.info["word"])], solver=params["solver"],
+                        scope=params["scope"])
+        pred = res.predictions[0]
+        examples.append({"frames": torch.from_numpy(res.frames), "plan": res.plans[0], "grid": list(res.grid),
+                         "title": f"{pred.top} ({pred.probability:.2f})", "label": f"{kind}: [{pred.word.text}]",
+                         "correct": pred.correct, "mask": clip.object_mask(1)})  # fmt: skip
+    atomic_save({"examples": examples, "threshold": params["threshold"]}, ctx.output_dir / FIG6_DATA)
+    notes = [f"{params['solver']} transport between the caption's tokens and the patches, scope {params['scope']!r}; "
+             "mass in mask: mean over items of the mean over frames where the object is visible",
+             "uniform plan: the object's share of the frame (what a plan blind to the video would put inside)",
+             origin]
+    return Result(metrics=metrics, rows=rows, notes=notes)
+
+
+def plot_fig6(result: Result):
+    data = torch.load(_result_dir(result) / FIG6_DATA, weights_only=True)
+    rows = [HeatmapRow(e["frames"].numpy(), e["plan"], tuple(e["grid"]), e["title"], e["label"], e["correct"],
+                       e["mask"].numpy()) for e in data["examples"]]  # fmt: skip
+    if not rows:
+        return None
+    return draw_heatmaps(rows, threshold=float(data["threshold"]))
+
+
+FIG6 = register(Reproduction(
+    name="fig6",
+    title="Fig. 6: cloze with optimal transport between masked words and patches",
+    params=(
+        Param("items", int, 96, help="test cloze items measured (directions, colours and shapes)"),
+        Param("examples", int, 3, help="example clips drawn (one per word kind)"),
+        Param("steps", int, None, help="pre-training steps (None: by scale)"),
+        Param("checkpoint", str, None, help="a model to use instead of pre-training one"),
+        Param("solver", str, "ipot", SOLVERS, help="optimal transport solver"),
+        Param("scope", str, "frame", SCOPES, help="frame: one transport problem per frame; clip: one per clip"),
+        Param("threshold", float, 0.3, help="heatmaps show plan entries above this fraction of the word's peak"),
+    ),
+    run=run_fig6,
+    plot=plot_fig6,
+))  # fmt: skip

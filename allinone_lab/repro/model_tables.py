@@ -1,0 +1,348 @@
+"""Reproductions about the model itself: variants (Table 1), retrieval time (Table 14), rolling against
+flatten cost (Fig. 3) and model scale (Fig. 7)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from ..eval.index import EmbeddingIndex
+from ..model import (
+    AllInOne,
+    ModelConfig,
+    analytic_flops,
+    attention_score_flops,
+    build_model,
+    count_parameters,
+    dummy_inputs,
+    throughput,
+)
+from ..train.loop import resolve_precision
+from .pretraining import arm_experiment, describe, pretrain_arm, pretrain_steps
+from .spec import Context, Param, ParameterError, Reproduction, Result, register
+
+PAPER_NAMES = {"tiny": "All-in-one-Ti", "small": "All-in-one-S", "base": "All-in-one-B", "large": "All-in-one-L"}
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+def parse_list(name: str, text: str, kind: type = str, allowed: tuple | None = None) -> list:
+    """A comma-separated parameter value as a list of ``kind``; errors name the parameter."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ParameterError(f"parameter {name}={text!r}: expected a comma-separated list")
+    out = []
+    for item in items:
+        try:
+            value = kind(item)
+        except ValueError:
+            raise ParameterError(f"parameter {name}={text!r}: {item!r} is not {kind.__name__}") from None
+        if allowed is not None and value not in allowed:
+            raise ParameterError(f"parameter {name}={text!r}: {item!r} is not one of {list(allowed)}")
+        out.append(value)
+    return out
+
+
+def _by_scale(ctx: Context, value: Any, defaults: dict[str, Any]) -> Any:
+    return defaults[ctx.scale] if value is None else value
+
+
+def _meta_model(config: ModelConfig) -> AllInOne:
+    """The model's structure without allocating its weights (for parameter counts of large variants)."""
+    with torch.device("meta"):
+        return AllInOne(config)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# Table 1 ------------------------------------------------------------------------------------------------
+TABLE1_DEFAULTS = {
+    "smoke": {"variants": "tiny", "batch_size": 2, "iters": 2},
+    "cpu": {"variants": "tiny,small,base", "batch_size": 4, "iters": 5},
+    "paper": {"variants": "tiny,small,base", "batch_size": 32, "iters": 20},
+}
+
+
+def run_table1(params: dict[str, Any], ctx: Context) -> Result:
+    defaults = TABLE1_DEFAULTS[ctx.scale]
+    variants = parse_list("variants", _by_scale(ctx, params["variants"], {s: d["variants"] for s, d in
+                                                                          TABLE1_DEFAULTS.items()}),
+                          allowed=tuple(PAPER_NAMES))
+    batch = params["batch_size"] or defaults["batch_size"]
+    iters = params["iters"] or defaults["iters"]
+    precision = resolve_precision(ctx.device, params["precision"])
+    rows, metrics = [], {}
+    for variant in variants:
+        config = ModelConfig(variant=variant, image_size=224, patch_size=16, num_frames=3, max_text_len=40)
+        model = build_model(config).to(ctx.device).eval()
+        inputs = dummy_inputs(config, batch, device=ctx.device)
+        speed = throughput(model, inputs, iters=iters, warmup=max(1, iters // 4), autocast_dtype=AUTOCAST[precision])
+        row = {"model": PAPER_NAMES[variant], "Embedding Dimension": config.embed_dim, "#Heads": config.num_heads,
+               "#Layers": config.num_layers, "Params (M)": count_parameters(model) / 1e6,
+               "Training Resolution": config.image_size, "GFLOPs": analytic_flops(config) / 1e9,
+               "Throughput (videos/s)": speed}
+        rows.append(row)
+        metrics[f"{variant}_params_M"] = row["Params (M)"]
+        metrics[f"{variant}_throughput"] = speed
+        del model
+    notes = [f"Throughput: forward only, batch {batch}, 3 frames of 224x224 and 40 text tokens, {precision}, "
+             f"median of {iters} timed calls on {ctx.device}.",
+             "Params (M) excludes the VTM and MLM heads (the paper's convention); GFLOPs is per video "
+             "(analytic, equal to torch's flop counter)."]
+    return Result(metrics=metrics, rows=rows, notes=notes)
+
+
+register(Reproduction(
+    name="table1",
+    title="Table 1: model variants (parameters, FLOPs, throughput)",
+    params=(
+        Param("variants", str, None, help="comma-separated tiny,small,base,large; None: tiny at smoke, else Ti/S/B"),
+        Param("batch_size", int, None, help="videos per forward for throughput; None: by scale"),
+        Param("iters", int, None, help="timed forward calls; None: by scale"),
+        Param("precision", str, "auto", ("auto", "fp32", "bf16", "fp16"), "auto: bf16 on GPU, fp32 on CPU"),
+    ),
+    run=run_table1,
+))
+
+
+# Table 14 -----------------------------------------------------------------------------------------------
+TABLE14_DEFAULTS = {
+    "smoke": {"sizes": "1000,10000", "runs": 3},
+    "cpu": {"sizes": "1000,100000", "runs": 20},
+    "paper": {"sizes": "1000,1000000,10000000", "runs": 1000},
+}
+
+
+def _mean_ms(fn, runs: int, device: torch.device, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(runs):
+        fn()
+    _sync(device)
+    return 1000.0 * (time.perf_counter() - start) / runs
+
+
+def table14_model_config(scale: str) -> ModelConfig:
+    """All-in-one-B at 224 px with 3 frames and 40 text tokens, except a tiny model at smoke scale."""
+    if scale == "smoke":
+        return ModelConfig(variant="tiny", width=64, heads=2, depth=2, image_size=32, patch_size=8,
+                           num_frames=3, max_text_len=16)
+    return ModelConfig(variant="base", image_size=224, patch_size=16, num_frames=3, max_text_len=40)
+
+
+@torch.inference_mode()
+def run_table14(params: dict[str, Any], ctx: Context) -> Result:
+    defaults = TABLE14_DEFAULTS[ctx.scale]
+    sizes = parse_list("sizes", params["sizes"] or defaults["sizes"], int)
+    if any(n < 1 for n in sizes):
+        raise ParameterError(f"parameter sizes={params['sizes']!r}: expected positive integers")
+    runs = params["runs"] or defaults["runs"]
+    config = table14_model_config(ctx.scale)
+    model = build_model(config).to(ctx.device).eval()
+    inputs = dummy_inputs(config, 1, device=ctx.device)
+    visual_ms = _mean_ms(lambda: model.encode_video(inputs["video"]), runs, ctx.device)
+    text_ms = _mean_ms(lambda: model.encode_text(inputs["text_ids"], inputs["text_mask"]), runs, ctx.device)
+    query = model.encode_text(inputs["text_ids"], inputs["text_mask"]).float()
+    gen = torch.Generator().manual_seed(ctx.seed)
+    rows, metrics = [], {"visual_embedding_ms": visual_ms, "text_embedding_ms": text_ms}
+    for n in sizes:
+        stored = torch.nn.functional.normalize(torch.randn(n, config.vtc_dim, generator=gen), dim=1)
+        index = EmbeddingIndex(stored.to(ctx.device), backend=params["backend"])
+        del stored
+        ranking_ms = _mean_ms(lambda index=index: index.search(query, k=10), runs, ctx.device)
+        rows.append({"dataset": f"{n:,} stored videos", "N": n, "Visual Embedding (ms)": visual_ms,
+                     "Text Embedding (ms)": text_ms, "Similarity Ranking (ms)": ranking_ms})
+        metrics[f"ranking_ms_{n}"] = ranking_ms
+        del index
+    name = "a tiny model" if ctx.scale == "smoke" else "All-in-one-B (224 px, 3 frames, 40 text tokens)"
+    notes = [f"One query at a time on {ctx.device}, mean of {runs} runs after a warm-up; embeddings from {name} "
+             f"with random weights (timing does not depend on them).",
+             f"Stored embeddings are random {config.vtc_dim}-d unit vectors; exact top-10 search with the "
+             f"{params['backend']} backend of allinone_lab.eval.index (the paper: FAISS-GPU on 8 A100s)."]
+    return Result(metrics=metrics, rows=rows, notes=notes)
+
+
+register(Reproduction(
+    name="table14",
+    title="Table 14: retrieval running time per query",
+    params=(
+        Param("sizes", str, None, help="comma-separated numbers of stored videos; None: by scale"),
+        Param("runs", int, None, help="timed runs per measurement; None: by scale (paper: 1000)"),
+        Param("backend", str, "torch", ("torch", "faiss"), "exact search backend"),
+    ),
+    run=run_table14,
+))
+
+
+# Figure 3 -----------------------------------------------------------------------------------------------
+FIG3_TIMING = {
+    "smoke": {"config": dict(variant="tiny", width=64, heads=2, depth=2, image_size=32, patch_size=8,
+                             max_text_len=16), "max_frames": 4, "iters": 2, "batch_size": 1},
+    "cpu": {"config": dict(variant="tiny", image_size=224, patch_size=16, max_text_len=40), "max_frames": 8,
+            "iters": 3, "batch_size": 1},
+    "paper": {"config": dict(variant="base", image_size=224, patch_size=16, max_text_len=40), "max_frames": 16,
+              "iters": 10, "batch_size": 8},
+}
+
+
+def run_fig3(params: dict[str, Any], ctx: Context) -> Result:
+    frames = parse_list("frames", params["frames"], int)
+    if any(s < 1 for s in frames):
+        raise ParameterError(f"parameter frames={params['frames']!r}: expected integers >= 1")
+    rows, metrics = [], {}
+    base = dict(variant=params["variant"], image_size=224, patch_size=16, max_text_len=40)
+    timing = FIG3_TIMING[ctx.scale]
+    for s in frames:
+        roll = ModelConfig(**base, num_frames=s, temporal="roll")
+        flat = roll.replace(temporal="flatten")
+        row = {
+            "frames": s,
+            "rolling attention GFLOPs": attention_score_flops(roll) / 1e9,
+            "flatten attention GFLOPs": attention_score_flops(flat) / 1e9,
+            "rolling / flatten attention cost": attention_score_flops(roll) / attention_score_flops(flat),
+            "rolling / flatten attention cost (no text)":
+                attention_score_flops(roll, text_len=0) / attention_score_flops(flat, text_len=0),
+            "rolling / flatten FLOPs": analytic_flops(roll) / analytic_flops(flat),
+        }
+        if params["measure_time"] and s <= timing["max_frames"]:
+            speeds = {}
+            for mode in ("roll", "flatten"):
+                config = ModelConfig(**timing["config"], num_frames=s, temporal=mode)
+                model = build_model(config).to(ctx.device).eval()
+                inputs = dummy_inputs(config, timing["batch_size"], device=ctx.device)
+                speeds[mode] = throughput(model, inputs, iters=timing["iters"], warmup=1)
+                del model
+            row["rolling / flatten wall time"] = speeds["flatten"] / speeds["roll"]
+        rows.append(row)
+        metrics[f"attention_ratio_S{s}"] = row["rolling / flatten attention cost"]
+    t = timing["config"]
+    notes = [f"FLOPs are analytic for All-in-one-{params['variant']} at 224 px with 40 text tokens (exact, equal to "
+             "torch's flop counter); attention cost is the quadratic term 4 T^2 D per sequence and block.",
+             "With text, rolling costs S (m + n)^2 against (m + S n)^2 for flatten, so the ratio is above 1/S; "
+             "without text (m = 0) it is exactly 1/S, the paper's 'around one third' at S = 3.",
+             f"Wall time: {t['variant']} model (width {t.get('width', 'default')}, {t['image_size']} px), "
+             f"batch {timing['batch_size']}, up to {timing['max_frames']} frames, median of {timing['iters']} "
+             f"calls on {ctx.device}."]
+    return Result(metrics=metrics, rows=rows, notes=notes)
+
+
+def plot_fig3(result: Result):
+    from matplotlib.figure import Figure
+
+    rows = sorted(result.rows, key=lambda r: r["frames"])
+    s = [r["frames"] for r in rows]
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.plot(s, [r["rolling attention GFLOPs"] for r in rows], marker="o", label="token rolling  S (m+n)^2")
+    left.plot(s, [r["flatten attention GFLOPs"] for r in rows], marker="s", label="flatten  (m+Sn)^2")
+    left.set(xlabel="frames S", ylabel="attention GFLOPs per video", yscale="log", title="Self-attention cost")
+    left.legend()
+    for key, marker in (("rolling / flatten attention cost", "o"), ("rolling / flatten attention cost (no text)", "^"),
+                        ("rolling / flatten FLOPs", "s"), ("rolling / flatten wall time", "x")):
+        points = [(r["frames"], r[key]) for r in rows if key in r]
+        if points:
+            right.plot(*zip(*points, strict=True), marker=marker, label=key.replace("rolling / flatten ", ""))
+    right.plot(s, [1 / x for x in s], ls="--", color="grey", label="1/S")
+    right.set(xlabel="frames S", ylabel="rolling / flatten", title="Rolling relative to flatten")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+register(Reproduction(
+    name="fig3",
+    title="Figure 3: token rolling against flatten, cost against the number of frames",
+    params=(
+        Param("frames", str, "1,2,3,4,8,16", help="comma-separated numbers of frames"),
+        Param("variant", str, "base", ("tiny", "small", "base", "large"), "backbone for the analytic FLOPs"),
+        Param("measure_time", bool, True, help="also time both models (sizes by scale)"),
+    ),
+    run=run_fig3,
+    plot=plot_fig3,
+))
+
+
+# Figure 7 -----------------------------------------------------------------------------------------------
+FIG7_LADDER = {"smoke": "32,64", "cpu": "96,192,288", "paper": "tiny,small,base,large"}
+FIG7_CPU_STEPS = 300  # per model of the ladder at scale=cpu
+
+
+def run_fig7(params: dict[str, Any], ctx: Context) -> Result:
+    rows: dict[str, dict[str, Any]] = {}
+    for variant, name in PAPER_NAMES.items():
+        config = ModelConfig(variant=variant)
+        rows[name] = {"model": name, "Params (M)": count_parameters(_meta_model(config)) / 1e6,
+                      "GFLOPs": analytic_flops(config) / 1e9}
+    metrics: dict[str, float] = {}
+    notes = ["Params (M) and GFLOPs of Ti/S/B/L: 224 px, 3 frames, 40 text tokens (analytic)."]
+    sizes = params["sizes"] or FIG7_LADDER[ctx.scale]
+    steps = params["steps"] if params["steps"] is not None or ctx.scale != "cpu" else FIG7_CPU_STEPS
+    steps = pretrain_steps(ctx, steps)
+    if sizes.strip().lower() != "none":
+        for size in parse_list("sizes", sizes):
+            if size in PAPER_NAMES:
+                exp = arm_experiment(ctx, {}, steps, variant=size)
+                if ctx.scale != "paper":
+                    exp = exp.override(**{"model.variant": size, "model.width": None, "model.heads": None,
+                                          "model.depth": None})
+                name = PAPER_NAMES[size]
+            else:
+                try:
+                    width = int(size)
+                except ValueError:
+                    raise ParameterError(f"parameter sizes={sizes!r}: {size!r} is neither a variant "
+                                         f"{list(PAPER_NAMES)} nor a width") from None
+                base = ctx.experiment().model
+                heads = base.num_heads if width % base.num_heads == 0 else 1
+                exp = arm_experiment(ctx, {"model.width": width, "model.heads": heads}, steps)
+                name = f"width {width}"
+            measured = pretrain_arm(ctx, name.replace(" ", "_"), exp)
+            row = rows.setdefault(name, {"model": name})
+            row.update({k: v for k, v in measured["row"].items()})
+            metrics[f"{name}/zero-shot MC"] = measured["row"].get("zero-shot MC", float("nan"))
+            metrics[f"{name}/cloze"] = measured["row"].get("cloze", float("nan"))
+            notes.append(f"{name}: {describe(exp)}.")
+    return Result(metrics=metrics, rows=list(rows.values()), notes=notes)
+
+
+def plot_fig7(result: Result):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    variants = [r for r in result.rows if r["model"] in PAPER_NAMES.values() and "GFLOPs" in r]
+    left.plot([r["Params (M)"] for r in variants], [r["GFLOPs"] for r in variants], marker="o")
+    for r in variants:
+        left.annotate(r["model"].removeprefix("All-in-one-"), (r["Params (M)"], r["GFLOPs"]))
+    left.set(xscale="log", yscale="log", xlabel="parameters (M)", ylabel="GFLOPs per video", title="Model variants")
+    trained = sorted((r for r in result.rows if "zero-shot MC" in r), key=lambda r: r["Params (M)"])
+    for key in ("zero-shot MC", "cloze", "cloze (temporal)"):
+        points = [(r["Params (M)"], r[key]) for r in trained if key in r]
+        if points:
+            right.plot(*zip(*points, strict=True), marker="o", label=key)
+    right.set(xscale="log", xlabel="parameters (M)", ylabel="accuracy (%)", title="Zero-shot, by model size")
+    if trained:
+        right.legend()
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+register(Reproduction(
+    name="fig7",
+    title="Figure 7: parameters and performance with the model size",
+    params=(
+        Param("sizes", str, None, help="comma-separated widths or variants to pre-train; 'none' skips training; "
+                                       "None: by scale"),
+        Param("steps", int, None, help="pre-training steps per model; None: by scale"),
+    ),
+    run=run_fig7,
+    plot=plot_fig7,
+))

@@ -1,0 +1,286 @@
+"""What a reproduction is: its parameters, the context its ``run`` receives, and the result it returns.
+
+A reproduction re-runs one table or figure of the paper at a chosen ``scale``:
+
+- ``smoke``: seconds (CI executes every notebook at this scale);
+- ``cpu``: minutes on two CPU cores, on the built-in corpus;
+- ``paper``: the paper's settings (``train.presets.preset("paper")``).
+
+Every reproduction takes :data:`COMMON_PARAMS` (scale, data_root, output_dir, seed, device) plus its own
+knobs. :func:`check_parameters` validates and types the values a notebook passes; a bad value raises
+:class:`ParameterError` naming the parameter, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..train.presets import PRESETS, Experiment, preset
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+class ParameterError(ValueError):
+    """A reproduction parameter is unknown, missing or has a value of the wrong type or range."""
+
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One knob of a reproduction: a name, a type (``int``, ``float``, ``str`` or ``bool``), a default and
+    optionally the allowed values. A ``None`` default means the parameter is optional (None allowed)."""
+
+    name: str
+    kind: type
+    default: Any
+    choices: tuple | None = None
+    help: str = ""
+    bounds: tuple[float, float] | None = None  # inclusive range of a number
+
+    def __post_init__(self) -> None:
+        if self.kind not in (int, float, str, bool):
+            raise TypeError(f"Param {self.name!r}: kind must be int, float, str or bool, not {self.kind!r}")
+        if self.bounds is not None and self.kind not in (int, float):
+            raise TypeError(f"Param {self.name!r}: bounds apply to int or float parameters only")
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.convert(c, "") for c in self.choices))
+        if self.default is not None:
+            object.__setattr__(self, "default", self.convert(self.default, ""))
+
+    def expected(self) -> str:
+        text = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[self.kind]
+        if self.choices is not None:
+            text = f"one of {list(self.choices)}"
+        if self.bounds is not None:
+            text += f" in [{self.bounds[0]}, {self.bounds[1]}]"
+        if self.default is None:
+            text += " or None"
+        return text
+
+    def convert(self, value: Any, reproduction: str) -> Any:
+        """``value`` as ``kind`` (numbers and booleans also from their text form, as on a command line)."""
+
+        def bad() -> ParameterError:
+            where = f"{reproduction}: " if reproduction else ""
+            return ParameterError(f"{where}parameter {self.name}={value!r}: expected {self.expected()}")
+
+        if value is None:
+            if self.default is None:
+                return None
+            raise bad()
+        kind = self.kind
+        if kind is bool:
+            if isinstance(value, bool):
+                out = value
+            elif isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+                out = value.strip().lower() in _TRUE
+            else:
+                raise bad()
+        elif kind is int:
+            if isinstance(value, bool):
+                raise bad()
+            if isinstance(value, int):
+                out = value
+            elif isinstance(value, float) and value.is_integer():
+                out = int(value)
+            elif isinstance(value, str):
+                try:
+                    out = int(value.strip())
+                except ValueError:
+                    raise bad() from None
+            else:
+                raise bad()
+        elif kind is float:
+            if isinstance(value, bool):
+                raise bad()
+            try:
+                out = float(value) if isinstance(value, (int, float, str)) else None
+            except ValueError:
+                raise bad() from None
+            if out is None or not math.isfinite(out):
+                raise bad()
+        else:
+            if not isinstance(value, str):
+                raise bad()
+            out = value
+        if self.choices is not None and out not in self.choices:
+            raise bad()
+        if self.bounds is not None and not self.bounds[0] <= out <= self.bounds[1]:
+            raise bad()
+        return out
+
+
+COMMON_PARAMS: tuple[Param, ...] = (
+    Param("scale", str, "cpu", PRESETS, "smoke: seconds; cpu: minutes on 2 CPU cores; paper: the paper's settings"),
+    Param("data_root", str, None, help="a prepared dataset directory; None: the built-in corpus"),
+    Param("output_dir", str, "results", help="where results.json, run directories and figures go"),
+    Param("seed", int, 0, help="seed of every random number generator"),
+    Param("device", str, "auto", help="auto (cuda if available, else cpu), cpu, cuda or cuda:N"),
+)
+COMMON_NAMES = tuple(p.name for p in COMMON_PARAMS)
+
+
+@dataclass
+class Result:
+    """What a reproduction measured.
+
+    ``metrics``: headline numbers; ``rows``: measured rows keyed like the paper's rows (e.g.
+    ``{"ratio": 0.25, "MC": 61.2}``) so that :func:`repro.show` can put them side by side; ``notes``:
+    what differs from the paper's setting. ``run_reproduction`` fills in the rest.
+    """
+
+    metrics: dict[str, float]
+    rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    name: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float | None = None
+    peak_memory_mb: float | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # the results.json it was written to or read from
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["path"] = None if self.path is None else str(self.path)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], path: str | Path | None = None) -> Result:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kept = {k: v for k, v in values.items() if k in names and k != "path"}
+        for required in ("metrics", "rows"):
+            if required not in kept:
+                where = f"{path}: " if path else ""
+                raise ValueError(f"{where}a results file needs the field {required!r}")
+        return cls(**kept, path=None if path is None else Path(path))
+
+
+@dataclass
+class Reproduction:
+    """One table or figure of the paper: its knobs and the function that measures it.
+
+    ``run(params, ctx) -> Result``; ``paper_key`` names the paper's numbers in :mod:`repro.paper`
+    (default: ``name``); ``plot(result) -> Figure`` draws the figure where the paper has one.
+    """
+
+    name: str
+    title: str
+    params: tuple[Param, ...]
+    run: Callable[[dict[str, Any], Context], Result]
+    paper_key: str | None = None
+    plot: Callable[[Result], Figure] | None = None
+
+    def __post_init__(self) -> None:
+        self.params = tuple(self.params)
+        clash = [p.name for p in self.params if p.name in COMMON_NAMES]
+        if clash:
+            raise ValueError(f"reproduction {self.name!r}: parameters {clash} are common to all; do not redeclare")
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"reproduction {self.name!r}: duplicate parameter names in {names}")
+        if self.paper_key is None:
+            self.paper_key = self.name
+
+    @property
+    def all_params(self) -> tuple[Param, ...]:
+        """Common parameters (``output_dir`` defaulting to ``results/<name>``) and then the reproduction's."""
+        common = tuple(
+            dataclasses.replace(p, default=f"results/{self.name}") if p.name == "output_dir" else p
+            for p in COMMON_PARAMS
+        )
+        return common + self.params
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.all_params}
+
+
+REPRODUCTIONS: dict[str, Reproduction] = {}
+
+
+def register(reproduction: Reproduction) -> Reproduction:
+    """Add ``reproduction`` to :data:`REPRODUCTIONS` (a name can be registered once)."""
+    if reproduction.name in REPRODUCTIONS and REPRODUCTIONS[reproduction.name] is not reproduction:
+        raise ValueError(f"a reproduction named {reproduction.name!r} is already registered")
+    REPRODUCTIONS[reproduction.name] = reproduction
+    return reproduction
+
+
+def get(name: str) -> Reproduction:
+    if name not in REPRODUCTIONS:
+        raise ParameterError(f"unknown reproduction {name!r}; expected one of {sorted(REPRODUCTIONS)}")
+    return REPRODUCTIONS[name]
+
+
+def check_parameters(name: str, **values: Any) -> dict[str, Any]:
+    """The parameters of reproduction ``name``, validated and typed, defaults filled in.
+
+    Raises :class:`ParameterError` for an unknown parameter or a value of the wrong type, out of its
+    choices, or a ``device`` torch cannot parse.
+    """
+    reproduction = get(name)
+    params = {p.name: p for p in reproduction.all_params}
+    unknown = sorted(set(values) - set(params))
+    if unknown:
+        raise ParameterError(f"{name}: unknown parameter(s) {unknown}; expected some of {list(params)}")
+    out = {key: p.convert(values[key], name) if key in values else p.default for key, p in params.items()}
+    device = out["device"]
+    if device != "auto":
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, ValueError):
+            parsed = None
+        if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):
+            raise ParameterError(f"{name}: parameter device={device!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return out
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; a requested GPU must exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"parameter device={device!r}: no CUDA device is available here (use auto or cpu)")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ParameterError(
+            f"parameter device={device!r}: only {torch.cuda.device_count()} CUDA device(s) are available"
+        )
+    return resolved
+
+
+@dataclass
+class Context:
+    """What a reproduction's ``run`` receives besides its parameters."""
+
+    params: dict[str, Any]
+    device: torch.device
+    scale: str
+    output_dir: Path
+    seed: int = 0
+    data_root: str | None = None
+    progress: bool = False
+
+    def experiment(self, variant: str | None = None, **overrides: Any) -> Experiment:
+        """The ``scale`` preset (``variant`` picks the backbone at ``paper`` scale) with this context's seed,
+        data root and device applied, then the dotted ``overrides`` (``{"model.roll_ratio": 0.5}``)."""
+        base = preset(self.scale, variant) if self.scale == "paper" else preset(self.scale)
+        device = str(self.device)
+        return base.override(**{"train.seed": self.seed, "train.device": device, "data_root": self.data_root},
+                             **overrides)
+
+    def run_dir(self, name: str) -> Path:
+        """``output_dir/runs/<name>`` (created): checkpoints and logs of one training run."""
+        path = self.output_dir / "runs" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
