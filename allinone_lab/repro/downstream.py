@@ -14,6 +14,7 @@ named as such in the rows and the notes.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -349,23 +350,30 @@ PROBE_SOURCES: dict[str, Source] = {
 }
 
 
-def run_table12(params: dict[str, Any], ctx: Context) -> Result:
-    source = select_source(PROBE_SOURCES, params["dataset"], ctx)
-    if source.prepared == "hmdb51":
-        k = params["hmdb_split"]
-        source = Source("hmdb51", "linear_probe", "HMDB51", splits=(("train", f"train{k}"), ("test", f"test{k}")))
+def _rolling_and_time_average(params: dict[str, Any], ctx: Context,
+                              notes: list[str]) -> Iterator[tuple[str, Experiment, Path, str, str]]:
+    """The arms of Tables 12 and 13: (Time Average if asked, then) All-in-one, each pre-trained here unless its
+    checkpoint is given. Yields ``(arm, experiment, init checkpoint, how it was obtained, run name)``."""
     arms = [("All-in-one", {}, "init")]
     if params["time_average"]:
         arms.insert(0, ("Time Average", {"model.roll_ratio": 0.0}, "time_average_init"))
-    rows, metrics, notes = [], {}, []
     for arm, overrides, init_param in arms:
         if init_param == "time_average_init" and params["init"] is not None and params["time_average_init"] is None:
             notes.append("Time Average: not run (init is given but time_average_init is not)")
             continue
         init, how = pretrained(ctx, params, "pretrain" if not overrides else "pretrain-time-average", overrides,
                                init_param)
-        exp = ctx.experiment(**overrides)
         name = f"{params['dataset']}-{'time-average' if overrides else 'rolling'}"
+        yield arm, ctx.experiment(**overrides), init, how, name
+
+
+def run_table12(params: dict[str, Any], ctx: Context) -> Result:
+    source = select_source(PROBE_SOURCES, params["dataset"], ctx)
+    if source.prepared == "hmdb51":
+        k = params["hmdb_split"]
+        source = Source("hmdb51", "linear_probe", "HMDB51", splits=(("train", f"train{k}"), ("test", f"test{k}")))
+    rows, metrics, notes = [], {}, []
+    for arm, exp, init, how, name in _rolling_and_time_average(params, ctx, notes):
         results = jobs.finetune(exp, "linear_probe", ctx.run_dir(name), 0, init=init, progress=ctx.progress,
                                 splits=dict(source.splits) or None, probe_epochs=params["probe_epochs"])
         test = results["test"]
@@ -392,18 +400,8 @@ EGO_SOURCES: dict[str, Source] = {
 
 def run_table13(params: dict[str, Any], ctx: Context) -> Result:
     source = select_source(EGO_SOURCES, params["dataset"], ctx)
-    arms = [("All-in-one", {}, "init")]
-    if params["time_average"]:
-        arms.insert(0, ("Time Average", {"model.roll_ratio": 0.0}, "time_average_init"))
     rows, metrics, notes = [], {}, []
-    for arm, overrides, init_param in arms:
-        if init_param == "time_average_init" and params["init"] is not None and params["time_average_init"] is None:
-            notes.append("Time Average: not run (init is given but time_average_init is not)")
-            continue
-        init, how = pretrained(ctx, params, "pretrain" if not overrides else "pretrain-time-average", overrides,
-                               init_param)
-        exp = ctx.experiment(**overrides)
-        name = f"{params['dataset']}-{'time-average' if overrides else 'rolling'}"
+    for arm, exp, init, how, name in _rolling_and_time_average(params, ctx, notes):
         measured, arm_notes = _mc_rows(ctx, exp, source, init, params, name, arm)
         row = {"method": method_name(ctx, exp, arm), "frames": _frames(exp)}
         if "zero-shot" in measured:

@@ -1,4 +1,4 @@
-"""Training: objectives, the one loop, optimisation, distributed helpers and resumable state.
+"""Training: objectives, the one loop, optimisation, data-parallel utilities and resumable state.
 
 Training composes the model and the data; neither knows of it.
 """

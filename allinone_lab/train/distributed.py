@@ -1,4 +1,4 @@
-"""Data-parallel helpers that also work without any process group (a notebook on one device).
+"""Data-parallel utilities that also work without any process group (a notebook on one device).
 
 Launch with ``torchrun --nproc_per_node=N -m allinone_lab.train ...``; NCCL on GPUs, gloo on CPUs,
 multi-node through torchrun's rendezvous (``--nnodes``, ``--rdzv-endpoint``).
