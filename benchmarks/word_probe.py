@@ -10,6 +10,7 @@ motion, uniform start) is exactly the corpus'.
     python benchmarks/word_probe.py --word direction --steps 600
     python benchmarks/word_probe.py --word direction --temporal flatten --frames 2 --stored-frames 2 --axes lr
     python benchmarks/word_probe.py --word colour --steps 300
+    python benchmarks/word_probe.py --word direction --pan
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Names
         obj = clip["objects"][0]
         if args.axes == "lr":
             obj["direction"] = HORIZONTAL.get(obj["direction"], obj["direction"])
-        frames, _ = clip_frames(clip, cfg)
+        if args.pan:  # the whole picture (background and object) translates: motion at every patch
+            dx, dy = DIRECTIONS[obj["direction"]]
+            still, _ = clip_frames({**clip, "objects": [{**obj, "speed": 0}]}, cfg)
+            frames = np.stack([np.roll(still[t], (dy * obj["speed"] * t, dx * obj["speed"] * t), axis=(0, 1))
+                               for t in range(cfg.num_frames)])
+        else:
+            frames, _ = clip_frames(clip, cfg)
         picked = sample_indices(cfg.num_frames, args.frames, train, rng)
         x = torch.from_numpy(frames[picked]).permute(0, 3, 1, 2).float() / 255
         videos.append((x - MEAN) / STD)
@@ -68,6 +75,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--stored-frames", type=int, default=8, help="frames rendered per clip")
     parser.add_argument("--speed", type=float, default=None, help="px per stored frame / frame size")
     parser.add_argument("--axes", choices=("lrud", "lr"), default="lrud", help="lr: horizontal motion only")
+    parser.add_argument("--pan", action="store_true",
+                        help="translate the whole picture with the object (a camera pan) instead of the object alone")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--patch-size", type=int, default=16)
     parser.add_argument("--width", type=int, default=192)
