@@ -514,11 +514,13 @@ def corpus_dataset(
     corpus_cfg: CorpusConfig | None = None,
     cache_dir: str | os.PathLike | None = None,
     train: bool | None = None,
+    root: str | os.PathLike | None = None,
     **kwargs: Any,
 ):
     """A dataset over the built-in corpus (built on first use): ``task`` in pairs, retrieval, mc, qa, cloze,
     classification; ``split`` train or test. QA uses the training split's ``answers.json``, classification
-    ``classes.json`` (:data:`EVENT_CLASSES`)."""
+    ``classes.json`` (:data:`EVENT_CLASSES`). ``root`` reads an existing corpus directory (e.g. a copy) instead
+    of the one ``corpus_cfg`` names."""
     from .config import DataConfig
     from .datasets import (
         ClassificationDataset,
@@ -533,7 +535,7 @@ def corpus_dataset(
         raise ValueError(f"corpus_dataset: task={task!r}: expected one of {list(CORPUS_TASKS)}")
     if split not in ("train", "test"):
         raise ValueError(f"corpus_dataset: split={split!r}: expected 'train' or 'test'")
-    root = build_corpus(corpus_cfg, cache_dir)
+    root = build_corpus(corpus_cfg, cache_dir) if root is None else Path(root)
     ann = root / "annotations" / f"{task}_{split}.jsonl"
     cfg = data_cfg if data_cfg is not None else DataConfig()
     train = (split == "train") if train is None else train

@@ -152,26 +152,12 @@ def _corpus(exp: Experiment, task: str, split: str, train: bool, root: Path | No
     corpus_task = corpus_stand_in(task)
     if corpus_task not in CORPUS_TASKS:
         raise ValueError(f"the built-in corpus has no {task!r} items; it offers {list(CORPUS_TASKS)}")
-    if root is None:
-        return corpus_dataset(corpus_task, split, exp.data, exp.corpus, train=train, seed=exp.train.seed)
-    from ..data.datasets import (
-        ClassificationDataset,
-        ClozeDataset,
-        MultipleChoiceDataset,
-        OpenQADataset,
-        PairsDataset,
-        RetrievalDataset,
-    )
-
-    classes = {"pairs": PairsDataset, "retrieval": RetrievalDataset, "mc": MultipleChoiceDataset,
-               "qa": OpenQADataset, "cloze": ClozeDataset, "classification": ClassificationDataset}
-    ann = _need_file(root / "annotations" / f"{corpus_task}_{split}.jsonl", root, "corpus")
-    kwargs: dict[str, Any] = {}
-    if corpus_task == "qa":
-        kwargs["answers"] = _need_file(root / "annotations" / "answers.json", root, "corpus")
-    if corpus_task == "classification":
-        kwargs["classes"] = _need_file(root / "annotations" / "classes.json", root, "corpus")
-    return classes[corpus_task](ann, exp.data, video_root=root, train=train, seed=exp.train.seed, **kwargs)
+    if root is not None:  # a corpus directory given as data_root: check its files, naming what is missing
+        _need_file(root / "annotations" / f"{corpus_task}_{split}.jsonl", root, "corpus")
+        listing = {"qa": "answers.json", "classification": "classes.json"}.get(corpus_task)
+        if listing is not None:
+            _need_file(root / "annotations" / listing, root, "corpus")
+    return corpus_dataset(corpus_task, split, exp.data, exp.corpus, train=train, seed=exp.train.seed, root=root)
 
 
 def corpus_stand_in(task: str) -> str:
