@@ -35,6 +35,21 @@ TEXT_LEN = 16
 HORIZONTAL = {"up": "left", "down": "right"}
 
 
+def keep_inside(obj: dict, num_frames: int, rng: np.random.Generator) -> None:
+    """Redraw the start so that the object never wraps: it stays whole inside the frame on every frame."""
+    n, r, travel = obj["n"], obj["radius"], obj["speed"] * (num_frames - 1)
+    if travel >= n - 2 * r - 2:
+        raise SystemExit(f"--bounded: a {travel}-px path does not fit a {n}-px frame; lower --speed")
+    dx, dy = DIRECTIONS[obj["direction"]]
+    for axis, d in (("x0", dx), ("y0", dy)):
+        lo, hi = r + 1, n - r - 1  # centre range keeping the object inside
+        if d > 0:
+            hi -= travel
+        elif d < 0:
+            lo += travel
+        obj[axis] = int(rng.integers(lo, hi))
+
+
 def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Namespace, tokenizer, train: bool,
                size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``video (B, S, C, H, W)``, masked ``ids (B, L)``, masked positions ``(B,)`` and target ids ``(B,)``."""
@@ -44,6 +59,8 @@ def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Names
         obj = clip["objects"][0]
         if args.axes == "lr":
             obj["direction"] = HORIZONTAL.get(obj["direction"], obj["direction"])
+        if args.bounded:
+            keep_inside(obj, cfg.num_frames, rng)
         if args.pan:  # the whole picture (background and object) translates: motion at every patch
             dx, dy = DIRECTIONS[obj["direction"]]
             still, _ = clip_frames({**clip, "objects": [{**obj, "speed": 0}]}, cfg)
@@ -71,12 +88,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--word", choices=("direction", "colour"), default="direction")
     parser.add_argument("--temporal", default="roll", help="model.temporal: roll | none | flatten | ...")
     parser.add_argument("--roll-ratio", type=float, default=0.25)
+    parser.add_argument("--roll-selection", default="block", help="model.roll_selection: block | random | varying")
+    parser.add_argument("--shuffle-patches", action="store_true",
+                        help="model.shuffle_patches: permute each frame's patches before the blocks")
     parser.add_argument("--frames", type=int, default=3, help="frames the model sees (TSN segments)")
     parser.add_argument("--stored-frames", type=int, default=8, help="frames rendered per clip")
     parser.add_argument("--speed", type=float, default=None, help="px per stored frame / frame size")
     parser.add_argument("--axes", choices=("lrud", "lr"), default="lrud", help="lr: horizontal motion only")
     parser.add_argument("--pan", action="store_true",
                         help="translate the whole picture with the object (a camera pan) instead of the object alone")
+    parser.add_argument("--bounded", action="store_true",
+                        help="no wrap-around: starts drawn so that the object stays inside the frame")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--pos-init", default="random", help="model.pos_embed_init: random | sincos")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--patch-size", type=int, default=16)
     parser.add_argument("--width", type=int, default=192)
@@ -91,7 +115,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    if args.bounded and args.pan:
+        parser.error("--bounded and --pan exclude each other (a pan wraps the whole picture)")
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     torch.manual_seed(args.seed)
     cfg = CorpusConfig(size="cpu", image_size=args.image_size, num_frames=args.stored_frames,
                        event_probs=(1.0, 0.0, 0.0, 0.0), two_object_prob=0.0, speed=args.speed,
@@ -100,14 +127,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model = build_model(ModelConfig(variant="tiny", width=args.width, heads=args.heads, depth=args.depth,
                                     image_size=args.image_size, patch_size=args.patch_size,
                                     num_frames=args.frames, max_text_len=TEXT_LEN, drop_path_rate=0.0,
-                                    temporal=args.temporal, roll_ratio=args.roll_ratio))
+                                    temporal=args.temporal, roll_ratio=args.roll_ratio,
+                                    pos_embed_init=args.pos_init, roll_selection=args.roll_selection,
+                                    shuffle_patches=args.shuffle_patches)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / args.warmup) * max(0.0, 1 - s / args.steps))
     words = list(DIRECTIONS) if args.word == "direction" else list(COLOURS)
     chance = 50.0 if args.word == "direction" and args.axes == "lr" else round(100.0 / len(words), 1)
-    candidates = torch.tensor(tokenizer.convert_tokens_to_ids(words))
-    held_out = make_batch(np.random.default_rng(12345), cfg, args, tokenizer, train=False, size=400)
+    candidates = torch.tensor(tokenizer.convert_tokens_to_ids(words), device=device)
+    held_out = [t.to(device) for t in make_batch(np.random.default_rng(12345), cfg, args, tokenizer, train=False,
+                                                 size=400)]
 
     @torch.no_grad()
     def accuracy() -> float:
@@ -116,7 +146,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for start in range(0, 400, 100):
             video, ids, positions, targets = (t[start:start + 100] for t in held_out)
             out = model(video, ids, (ids != 0).long())
-            logits = model.mlm_logits(out)[torch.arange(len(ids)), positions][:, candidates]
+            logits = model.mlm_logits(out)[torch.arange(len(ids), device=device), positions][:, candidates]
             correct += int((candidates[logits.argmax(-1)] == targets).sum())
         model.train()
         return 100.0 * correct / 400
@@ -124,9 +154,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rng = np.random.default_rng(args.seed)
     rows, start = [], time.perf_counter()
     for step in range(1, args.steps + 1):
-        video, ids, positions, targets = make_batch(rng, cfg, args, tokenizer, train=True, size=args.batch_size)
+        video, ids, positions, targets = (t.to(device) for t in make_batch(rng, cfg, args, tokenizer, train=True,
+                                                                          size=args.batch_size))
         out = model(video, ids, (ids != 0).long())
-        hidden = out.text_tokens[torch.arange(len(ids)), positions]
+        hidden = out.text_tokens[torch.arange(len(ids), device=device), positions]
         loss = F.cross_entropy(model.mlm_head(hidden), targets)
         optimizer.zero_grad()
         loss.backward()

@@ -215,6 +215,8 @@ def test_config_errors_name_the_field():
         ModelConfig(image_size=200)
     with pytest.raises(ValueError, match="first_temporal_block"):
         ModelConfig(first_temporal_block=13)
+    with pytest.raises(ValueError, match="pos_embed_init"):
+        ModelConfig(pos_embed_init="learned")
     with pytest.raises(ValueError, match="unknown field"):
         ModelConfig.from_dict({"ratio": 0.3})
     cfg = ModelConfig(variant="small", roll_ratio=0.5)
@@ -222,3 +224,26 @@ def test_config_errors_name_the_field():
     model = AllInOne(tiny_config())
     with pytest.raises(ValueError, match="max_text_len"):
         model(text_ids=torch.ones(1, 9, dtype=torch.long))
+
+
+def test_sincos_position_embeddings_order_positions():
+    """With ``pos_embed_init="sincos"`` a patch's embedding is closer to its neighbours' than to far patches',
+    row and column each take half the channels, frames get the 1-D code, and the prefix tokens start at zero."""
+    cfg = tiny_config(pos_embed_init="sincos")
+    model = AllInOne(cfg)
+    grid, prefix = cfg.grid_size, cfg.num_prefix_tokens
+    pos = model.pos_embed[0, prefix:].detach().view(grid, grid, -1)
+    assert torch.count_nonzero(model.pos_embed[0, :prefix]) == 0
+    dist = lambda a, b: (pos[a] - pos[b]).norm().item()  # noqa: E731
+    assert dist((0, 0), (0, 1)) < dist((0, 0), (0, grid - 1))
+    assert dist((0, 0), (1, 0)) < dist((0, 0), (grid - 1, 0))
+    half = cfg.embed_dim // 2
+    torch.testing.assert_close(pos[:, :, :half], pos[:, :1, :half].expand(-1, grid, -1))  # rows: first half
+    torch.testing.assert_close(pos[:, :, half:], pos[:1, :, half:].expand(grid, -1, -1))  # columns: second half
+    assert not torch.allclose(pos[0, 0], pos[1, 1])
+    frames = model.temporal_embed[0].detach()
+    assert cfg.num_frames == 3
+    torch.testing.assert_close(frames[0], torch.cat([torch.zeros(half), torch.ones(half)]))
+    assert (frames[1] - frames[0]).norm() < (frames[2] - frames[0]).norm()
+    random_init = AllInOne(tiny_config()).pos_embed[0, prefix:].detach()
+    assert random_init.std() < 0.05 < pos.std()

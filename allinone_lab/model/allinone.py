@@ -129,6 +129,14 @@ class AllInOne(nn.Module):
         for tensor in (self.cls_token, self.dist_token, self.pos_embed, self.temporal_embed):
             if tensor is not None:
                 trunc_normal_(tensor, std=0.02)
+        if self.config.pos_embed_init == "sincos":
+            with torch.no_grad():
+                if self.pos_embed is not None:
+                    prefix = self.config.num_prefix_tokens
+                    self.pos_embed[0, :prefix].zero_()
+                    self.pos_embed[0, prefix:] = sincos_2d(self.config.grid_size, self.config.embed_dim)
+                if self.temporal_embed is not None:
+                    self.temporal_embed[0] = sincos_1d(torch.arange(self.config.num_frames), self.config.embed_dim)
         self.apply(_init_module)
         for block in self.blocks:
             if isinstance(block, TimeSformerBlock):
@@ -301,6 +309,23 @@ class AllInOne(nn.Module):
     def head_parameter_names(self) -> list[str]:
         """Names of the pre-training head parameters (VTM and MLM), excluded from Table 1 counts."""
         return [n for n, _ in self.named_parameters() if n.startswith(("vtm_head.", "mlm_head."))]
+
+
+def sincos_1d(positions: Tensor, dim: int) -> Tensor:
+    """``(P, dim)``: sines of ``positions`` at ``dim / 2`` frequencies from 1 to 1/10000, then cosines."""
+    if dim % 2:
+        raise ValueError(f"sincos_1d: dim={dim} must be even")
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
+    angles = positions.to(torch.float64)[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1).float()
+
+
+def sincos_2d(grid: int, dim: int) -> Tensor:
+    """``(grid * grid, dim)`` for a row-major patch grid: half the channels encode the row, half the column."""
+    if dim % 4:
+        raise ValueError(f"sincos_2d: dim={dim} must be a multiple of 4")
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    return torch.cat([sincos_1d(rows.flatten(), dim // 2), sincos_1d(cols.flatten(), dim // 2)], dim=1)
 
 
 def _init_module(module: nn.Module) -> None:

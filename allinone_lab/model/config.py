@@ -18,6 +18,7 @@ Initialization = Literal["scratch", "imagenet", "imagenet21k"]
 TEMPORAL_MODES: tuple[str, ...] = ("roll", "none", "channel_shift", "flatten", "timesformer", "decoupled")
 ROLL_SELECTIONS: tuple[str, ...] = ("block", "random", "varying")
 INITIALIZATIONS: tuple[str, ...] = ("scratch", "imagenet", "imagenet21k")
+POS_EMBED_INITS: tuple[str, ...] = ("random", "sincos")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class ModelConfig(ConfigBase):
     # Add ``temporal_embed`` to the patch tokens (part of SPE). The released distilled small model never
     # does (its DeiT ``visual_embed`` skips it), so its checkpoints load with this off.
     use_temporal_embed: bool = True
+    # Starting values of the spatial and temporal position embeddings (both stay learnable): "random"
+    # (truncated normal, std 0.02, as timm's ViT) or "sincos" (fixed-frequency sine/cosine of the patch's
+    # row and column and of the frame index, as MAE), which gives neighbouring positions similar vectors.
+    pos_embed_init: str = "random"
     text_layernorm_eps: float = 1e-12  # BERT's embedding LayerNorm
     layernorm_eps: float = 1e-6  # blocks and final norm (timm ViT)
 
@@ -152,6 +157,8 @@ class ModelConfig(ConfigBase):
             raise bad("roll_selection", f"one of {list(ROLL_SELECTIONS)}")
         if self.init not in INITIALIZATIONS:
             raise bad("init", f"one of {list(INITIALIZATIONS)}")
+        if self.pos_embed_init not in POS_EMBED_INITS:
+            raise bad("pos_embed_init", f"one of {list(POS_EMBED_INITS)}")
         if self.patch_size not in (8, 14, 16, 32):
             raise bad("patch_size", "16 (default), 32, 14 or 8")
         if self.image_size <= 0 or self.image_size % self.patch_size:
