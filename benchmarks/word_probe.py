@@ -35,32 +35,16 @@ TEXT_LEN = 16
 HORIZONTAL = {"up": "left", "down": "right"}
 
 
-def keep_inside(obj: dict, num_frames: int, rng: np.random.Generator) -> None:
-    """Redraw the start so that the object never wraps: it stays whole inside the frame on every frame."""
-    n, r, travel = obj["n"], obj["radius"], obj["speed"] * (num_frames - 1)
-    if travel >= n - 2 * r - 2:
-        raise SystemExit(f"--bounded: a {travel}-px path does not fit a {n}-px frame; lower --speed")
-    dx, dy = DIRECTIONS[obj["direction"]]
-    for axis, d in (("x0", dx), ("y0", dy)):
-        lo, hi = r + 1, n - r - 1  # centre range keeping the object inside
-        if d > 0:
-            hi -= travel
-        elif d < 0:
-            lo += travel
-        obj[axis] = int(rng.integers(lo, hi))
-
-
 def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Namespace, tokenizer, train: bool,
                size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``video (B, S, C, H, W)``, masked ``ids (B, L)``, masked positions ``(B,)`` and target ids ``(B,)``."""
+    """``video (B, S, C, H, W)``, masked ``ids (B, L)``, masked positions ``(B, K)`` and target ids ``(B, K)``:
+    column 0 is the probed word, column 1 the colour word when ``--also-colour``."""
     videos, ids, positions, targets = [], [], [], []
     for _ in range(size):
         clip = sample_clip(rng, cfg)
         obj = clip["objects"][0]
         if args.axes == "lr":
             obj["direction"] = HORIZONTAL.get(obj["direction"], obj["direction"])
-        if args.bounded:
-            keep_inside(obj, cfg.num_frames, rng)
         if args.pan:  # the whole picture (background and object) translates: motion at every patch
             dx, dy = DIRECTIONS[obj["direction"]]
             still, _ = clip_frames({**clip, "objects": [{**obj, "speed": 0}]}, cfg)
@@ -74,9 +58,11 @@ def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Names
         caption = clip["template"].format(adj=f"{obj['size']} {obj['colour']}", shape=obj["shape"],
                                           dir=obj["direction"])
         encoded = tokenizer(caption, padding="max_length", max_length=TEXT_LEN, truncation=True)["input_ids"]
-        target = tokenizer.convert_tokens_to_ids(obj[args.word])
-        position = encoded.index(target)
-        encoded[position] = tokenizer.mask_token_id
+        words = [args.word] + (["colour"] if args.also_colour and args.word != "colour" else [])
+        target = [tokenizer.convert_tokens_to_ids(obj[word]) for word in words]
+        position = [encoded.index(t) for t in target]
+        for p in position:
+            encoded[p] = tokenizer.mask_token_id
         ids.append(encoded)
         positions.append(position)
         targets.append(target)
@@ -86,6 +72,8 @@ def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Names
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--word", choices=("direction", "colour"), default="direction")
+    parser.add_argument("--also-colour", action="store_true",
+                        help="mask the colour word too and train on both (accuracy stays on --word)")
     parser.add_argument("--temporal", default="roll", help="model.temporal: roll | none | flatten | ...")
     parser.add_argument("--roll-ratio", type=float, default=0.25)
     parser.add_argument("--roll-selection", default="block", help="model.roll_selection: block | random | varying")
@@ -122,7 +110,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.manual_seed(args.seed)
     cfg = CorpusConfig(size="cpu", image_size=args.image_size, num_frames=args.stored_frames,
                        event_probs=(1.0, 0.0, 0.0, 0.0), two_object_prob=0.0, speed=args.speed,
-                       tsn_segments=args.frames)
+                       tsn_segments=args.frames, motion="bounded" if args.bounded else "torus")
     tokenizer = load_tokenizer()
     model = build_model(ModelConfig(variant="tiny", width=args.width, heads=args.heads, depth=args.depth,
                                     image_size=args.image_size, patch_size=args.patch_size,
@@ -146,8 +134,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for start in range(0, 400, 100):
             video, ids, positions, targets = (t[start:start + 100] for t in held_out)
             out = model(video, ids, (ids != 0).long())
-            logits = model.mlm_logits(out)[torch.arange(len(ids), device=device), positions][:, candidates]
-            correct += int((candidates[logits.argmax(-1)] == targets).sum())
+            logits = model.mlm_logits(out)[torch.arange(len(ids), device=device), positions[:, 0]][:, candidates]
+            correct += int((candidates[logits.argmax(-1)] == targets[:, 0]).sum())
         model.train()
         return 100.0 * correct / 400
 
@@ -157,8 +145,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         video, ids, positions, targets = (t.to(device) for t in make_batch(rng, cfg, args, tokenizer, train=True,
                                                                           size=args.batch_size))
         out = model(video, ids, (ids != 0).long())
-        hidden = out.text_tokens[torch.arange(len(ids), device=device), positions]
-        loss = F.cross_entropy(model.mlm_head(hidden), targets)
+        hidden = out.text_tokens[torch.arange(len(ids), device=device)[:, None], positions]  # (B, K, D)
+        loss = F.cross_entropy(model.mlm_head(hidden).flatten(0, 1), targets.flatten())
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -137,6 +137,12 @@ def test_config_validation():
     with pytest.raises(ValueError, match="CorpusConfig.event_probs"):
         CorpusConfig(event_probs=(0.5, 0.5, 0.5, 0))
     assert CorpusConfig(image_size=64).speed_px == 3 and CorpusConfig(image_size=224).speed_px == 11
+    with pytest.raises(ValueError, match="CorpusConfig.motion"):
+        CorpusConfig(motion="bounce")
+    with pytest.raises(ValueError, match="CorpusConfig.speed.*does not fit"):
+        CorpusConfig(image_size=64, num_frames=16, motion="bounded", speed=0.1)
+    assert CorpusConfig(image_size=64, num_frames=8, motion="bounded").speed_px == 6  # 42-px path of 43 free
+    assert CorpusConfig(image_size=64, num_frames=16, motion="bounded").speed_px == 2  # the torus' 3 would not fit
 
 
 def test_stored_masks_boxes_and_videos_match_the_renderer(smoke):
@@ -308,3 +314,33 @@ def test_prepare_corpus_command(tmp_path):
     assert root.parent == tmp_path / "corpus" and (root / "report.json").exists()
     assert "# Built-in corpus report (smoke, 32px, seed 0)" in r.stdout
     assert json.loads((root / "report.json").read_text())["clips"] == 60
+
+
+def test_bounded_motion_stays_inside_and_hides_direction_only_without_the_frame_index():
+    """``motion="bounded"``: a moving object is whole inside the frame on every frame (its mask keeps its
+    area and never touches two opposite borders); over all frame indices together, positions are distributed
+    alike for opposite directions, while the first frame alone gives the direction away."""
+    cfg = CorpusConfig(image_size=32, num_frames=8, motion="bounded", event_probs=(1, 0, 0, 0), two_object_prob=0)
+    rng = np.random.default_rng(0)
+    xs: dict[str, list[np.ndarray]] = {"left": [], "right": []}
+    for _ in range(1200):
+        clip = sample_clip(rng, cfg)
+        obj = clip["objects"][0]
+        _, masks = clip_frames(clip, cfg)
+        areas = masks.reshape(cfg.num_frames, -1).sum(axis=1)
+        assert (areas == areas[0]).all() and areas[0] > 0
+        cols = masks.any(axis=1)
+        assert not (cols[:, 0] & cols[:, -1]).any()
+        if obj["direction"] in xs:
+            centres = [int(np.nonzero(c)[0].mean().round()) for c in cols]
+            xs[obj["direction"]].append(np.array(centres))
+
+    def total_variation(a: np.ndarray, b: np.ndarray) -> float:
+        pa = np.bincount(a, minlength=32) / len(a)
+        pb = np.bincount(b, minlength=32) / len(b)
+        return 0.5 * np.abs(pa - pb).sum()
+
+    left, right = np.stack(xs["left"]), np.stack(xs["right"])
+    assert len(left) > 200 and len(right) > 200
+    assert total_variation(left.ravel(), right.ravel()) < 0.1  # any index: alike
+    assert total_variation(left[:, 0], right[:, 0]) > 0.8  # the first frame: nearly disjoint

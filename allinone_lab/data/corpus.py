@@ -5,11 +5,16 @@ left/right/up/down, turning from one colour to another, appearing or disappearin
 deterministic function of the seed. The corpus is written once into a cache directory as real ``.mp4`` files
 (H.264, intra-only, lossless) plus annotation files in the same jsonl format as the prepared real datasets.
 
-Single-frame property (directions). Motion wraps around the frame (the scene is a torus) and the start
-position is uniform over all pixels, so at every frame index the object's position is uniform whatever its
-direction; shapes, colours, sizes and backgrounds are drawn independently of the direction. A frame is
-therefore identically distributed under "left", "right", "up" and "down": only comparing frames tells them
-apart. Every frame is coded as a key frame, so decoding adds no information from neighbouring frames.
+Single-frame property (directions). With ``motion="torus"`` (the default) motion wraps around the frame and
+the start position is uniform over all pixels, so at every frame index the object's position is uniform
+whatever its direction; shapes, colours, sizes and backgrounds are drawn independently of the direction. A
+frame is therefore identically distributed under "left", "right", "up" and "down": only comparing frames
+tells them apart. Every frame is coded as a key frame, so decoding adds no information from neighbouring
+frames. With ``motion="bounded"`` objects never cross the border: the start is uniform over the positions
+that keep the whole path inside the frame. Then a frame drawn at a random index is still identically
+distributed under opposite directions, but a frame at a known index is not (early in a clip, objects moving
+right are on the left): a model that knows each frame's time can read the direction from positions without
+comparing frames.
 
 Colour changes and appear/disappear cannot have that property: frame 0 shows the first state and the last
 frame the final state. They appear in pre-training pairs and retrieval captions but are excluded from the
@@ -58,6 +63,7 @@ EVENT_CLASSES: tuple[str, ...] = (
     "turns",
 )
 SIZE_PRESETS: dict[str, int] = {"smoke": 60, "cpu": 3000}
+MOTIONS: tuple[str, ...] = ("torus", "bounded")
 MOTION_TEMPLATES = (
     "a {adj} {shape} moves {dir}",
     "the {adj} {shape} is moving {dir}",
@@ -81,6 +87,7 @@ class CorpusConfig:
     tsn_segments: int = 3  # frames the loader samples; sets the automatic speed
     event_probs: tuple[float, float, float, float] = (0.6, 0.2, 0.1, 0.1)  # move, turn, appear, disappear
     two_object_prob: float = 0.3  # of motion clips
+    motion: str = "torus"  # torus: objects wrap around the border; bounded: they stay inside the frame
     test_fraction: float = 0.2
 
     def __post_init__(self) -> None:
@@ -103,9 +110,17 @@ class CorpusConfig:
             )
         if self.tsn_segments < 1:
             raise ValueError(f"CorpusConfig.tsn_segments={self.tsn_segments!r}: expected an integer >= 1")
+        if self.motion not in MOTIONS:
+            raise ValueError(f"CorpusConfig.motion={self.motion!r}: expected one of {list(MOTIONS)}")
         if self.speed_px < 1:
             raise ValueError(
                 f"CorpusConfig.speed={self.speed!r}: gives {self.speed_px} px/frame, expected >= 1"
+            )
+        if self.motion == "bounded" and self.speed_px * (self.num_frames - 1) > self.free_path:
+            raise ValueError(
+                f"CorpusConfig.speed={self.speed!r}: a {self.speed_px * (self.num_frames - 1)}-px path over "
+                f"{self.num_frames} frames does not fit inside a {self.image_size}-px frame with motion='bounded' "
+                f"(at most {self.free_path} px for the biggest object); lower speed or num_frames"
             )
 
     @property
@@ -121,13 +136,22 @@ class CorpusConfig:
         return max([hi[i + 1] - 1 - lo[i] for i in range(s - 1)] or [t - 1])
 
     @property
+    def free_path(self) -> int:
+        """Pixels the centre of the biggest object can travel while the object stays whole inside the frame."""
+        return self.image_size - 1 - 2 * object_radius("big", self.image_size)
+
+    @property
     def speed_px(self) -> int:
         """Displacement per stored frame. Automatic: the largest speed whose largest TSN step stays under half
         the frame, so the direction between sampled frames is never ambiguous on the torus (3 px at 64 px/16
-        frames, 11 px at 224 px; 3 px at 32 px with 8 frames)."""
+        frames, 11 px at 224 px; 3 px at 32 px with 8 frames); with ``motion="bounded"`` also no more than
+        lets the biggest object's whole path fit inside the frame (6 px at 64 px with 8 frames)."""
         if self.speed is not None:
             return int(np.floor(self.image_size * self.speed))
-        return int((self.image_size // 2 - 1) // self.max_tsn_gap)
+        speed = int((self.image_size // 2 - 1) // self.max_tsn_gap)
+        if self.motion == "bounded":
+            speed = min(speed, self.free_path // (self.num_frames - 1))
+        return speed
 
     def fingerprint(self) -> str:
         blob = json.dumps({**dataclasses.asdict(self), "version": CORPUS_VERSION}, sort_keys=True)
@@ -135,6 +159,11 @@ class CorpusConfig:
 
 
 # Rendering ----------------------------------------------------------------------------------------------
+def object_radius(size: str, n: int) -> int:
+    """Radius in pixels of a ``small`` or ``big`` object in an ``n``-px frame."""
+    return max(2, int(round(SIZES[size] * n)))
+
+
 def _torus_offsets(n: int, c: int) -> np.ndarray:
     """Signed wrapped offsets ``p - c`` in ``[-n/2, n/2)`` for p = 0..n-1."""
     return (np.arange(n) - c + n // 2) % n - n // 2
@@ -224,7 +253,7 @@ def _new_object(
         "shape": shape,
         "colour": colour,
         "size": size,
-        "radius": max(2, int(round(SIZES[size] * n))),
+        "radius": object_radius(size, n),
         "x0": int(rng.integers(n)),  # uniform start: the key to the single-frame property
         "y0": int(rng.integers(n)),
         "speed": cfg.speed_px,
@@ -233,7 +262,9 @@ def _new_object(
     }
     if event == "move":
         obj["direction"] = list(DIRECTIONS)[rng.integers(4)]
-    else:
+    if cfg.motion == "bounded":
+        _start_inside(obj, cfg.num_frames, rng)
+    if event != "move":
         obj["speed"] = 0
         lo, hi = cfg.num_frames // 4, cfg.num_frames - cfg.num_frames // 4
         obj["t_change"] = int(rng.integers(max(1, lo), max(lo + 1, hi)))
@@ -241,6 +272,21 @@ def _new_object(
             others = [c for c in COLOURS if c != colour]
             obj["colour2"] = others[rng.integers(len(others))]
     return obj
+
+
+def _start_inside(obj: dict[str, Any], num_frames: int, rng: np.random.Generator) -> None:
+    """Redraw the start uniformly over the positions that keep the object whole inside the frame for the
+    whole clip (``motion="bounded"``)."""
+    n, r = obj["n"], obj["radius"]
+    travel = obj["speed"] * (num_frames - 1)
+    dx, dy = DIRECTIONS.get(obj["direction"] or "", (0, 0))
+    for key, step in (("x0", dx), ("y0", dy)):
+        lo, hi = r, n - 1 - r  # centres that keep the object inside
+        if step > 0:
+            hi -= travel
+        elif step < 0:
+            lo += travel
+        obj[key] = int(rng.integers(lo, hi + 1))
 
 
 def _object_caption(obj: dict[str, Any], template: str) -> str:
@@ -477,6 +523,7 @@ def _generate(cfg: CorpusConfig, root: Path) -> None:
         "word_counts": dict(sorted(words.items())),
         "items": manifest["splits"],
         "speed_px_per_frame": cfg.speed_px,
+        "motion": cfg.motion,
         "answers": answers,
         "seconds": round(time.time() - t0, 2),
         "bytes": sum(p.stat().st_size for p in root.rglob("*") if p.is_file()),
