@@ -4,10 +4,13 @@ A stripped-down learning probe for the built-in corpus: every step draws fresh m
 memorisation), masks one word of each caption (its ``direction`` or its ``colour``) and trains only the
 masked-language-model loss at that position. Accuracy on 400 fixed held-out clips (middle frames) is
 printed every ``--eval-every`` steps, among the 4 directions or the 5 colours. Frames are rendered in
-memory by the corpus' own generator, so there is no decoding cost and the clip distribution (torus
-motion, uniform start) is exactly the corpus'.
+memory by the corpus' own generator, so there is no decoding cost and the clip distribution is exactly the
+corpus' (torus motion and uniform start, or ``--bounded``: ``CorpusConfig(motion="bounded")``).
 
     python benchmarks/word_probe.py --word direction --steps 600
+    python benchmarks/word_probe.py --bounded --speed 0.05 --pos-init sincos --temporal flatten
+    python benchmarks/word_probe.py --bounded --speed 0.05 --pos-init sincos --where 0.5 --steps 900
+    python benchmarks/word_probe.py --bounded --pos-init sincos --device cuda --steps 4000 --eval-every 250
     python benchmarks/word_probe.py --word direction --temporal flatten --frames 2 --stored-frames 2 --axes lr
     python benchmarks/word_probe.py --word colour --steps 300
     python benchmarks/word_probe.py --word direction --pan
@@ -35,6 +38,21 @@ TEXT_LEN = 16
 HORIZONTAL = {"up": "left", "down": "right"}
 
 
+def _where_clip(clip: dict, rng: np.random.Generator) -> tuple[str, str]:
+    """Turn ``clip`` into a still object in the outer third of the frame along one axis, captioned with that
+    side ("a big red circle sits on the left" / "... at the top"); returns the caption and the side word."""
+    obj = clip["objects"][0]
+    n, r = obj["n"], obj["radius"]
+    obj.update(speed=0, direction=None, x0=int(rng.integers(r, n - r)), y0=int(rng.integers(r, n - r)))
+    horizontal = rng.random() < 0.5
+    key, words, place = ("x0", ("left", "right"), "on the") if horizontal else ("y0", ("top", "bottom"), "at the")
+    low = rng.random() < 0.5
+    third = (n - 2 * r) // 3
+    obj[key] = int(rng.integers(r, r + third)) if low else int(rng.integers(n - r - third, n - r))
+    word = words[0] if low else words[1]
+    return f"a {obj['size']} {obj['colour']} {obj['shape']} sits {place} {word}", word
+
+
 def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Namespace, tokenizer, train: bool,
                size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``video (B, S, C, H, W)``, masked ``ids (B, L)``, masked positions ``(B, K)`` and target ids ``(B, K)``:
@@ -43,6 +61,20 @@ def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Names
     for _ in range(size):
         clip = sample_clip(rng, cfg)
         obj = clip["objects"][0]
+        if train and args.where and rng.random() < args.where:
+            caption, word = _where_clip(clip, rng)
+            frames, _ = clip_frames(clip, cfg)
+            picked = sample_indices(cfg.num_frames, args.frames, train, rng)
+            x = torch.from_numpy(frames[picked]).permute(0, 3, 1, 2).float() / 255
+            videos.append((x - MEAN) / STD)
+            encoded = tokenizer(caption, padding="max_length", max_length=TEXT_LEN, truncation=True)["input_ids"]
+            target = tokenizer.convert_tokens_to_ids(word)
+            position = encoded.index(target)
+            encoded[position] = tokenizer.mask_token_id
+            ids.append(encoded)
+            positions.append([position])
+            targets.append([target])
+            continue
         if args.axes == "lr":
             obj["direction"] = HORIZONTAL.get(obj["direction"], obj["direction"])
         if args.pan:  # the whole picture (background and object) translates: motion at every patch
@@ -72,6 +104,9 @@ def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Names
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--word", choices=("direction", "colour"), default="direction")
+    parser.add_argument("--where", type=float, default=0.0,
+                        help="share of training clips replaced by a still object captioned with its side of the "
+                             "frame (left/right/top/bottom), that side word masked")
     parser.add_argument("--also-colour", action="store_true",
                         help="mask the colour word too and train on both (accuracy stays on --word)")
     parser.add_argument("--temporal", default="roll", help="model.temporal: roll | none | flatten | ...")
@@ -103,6 +138,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    if args.where and args.also_colour:
+        parser.error("--where and --also-colour exclude each other (one masked word per caption)")
     if args.bounded and args.pan:
         parser.error("--bounded and --pan exclude each other (a pan wraps the whole picture)")
     torch.set_num_threads(args.threads)
