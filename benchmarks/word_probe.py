@@ -3,9 +3,12 @@
 A stripped-down learning probe for the built-in corpus: every step draws fresh motion clips (no epoch, no
 memorisation), masks one word of each caption (its ``direction`` or its ``colour``) and trains only the
 masked-language-model loss at that position. Accuracy on 400 fixed held-out clips (middle frames) is
-printed every ``--eval-every`` steps, among the 4 directions or the 5 colours. Frames are rendered in
-memory by the corpus' own generator, so there is no decoding cost and the clip distribution is exactly the
-corpus' (torus motion and uniform start, or ``--bounded``: ``CorpusConfig(motion="bounded")``).
+printed every ``--eval-every`` steps, among the 4 directions or the 5 colours. ``--word side`` asks the
+first-order spatial question instead: a still object in the outer third of the frame, captioned with its side
+("... sits on the left" / "... at the top"); the caption's "on the" / "at the" gives the axis away, so chance
+is 50% among left, right, top and bottom. Frames are rendered in memory by the corpus' own generator, so
+there is no decoding cost and the clip distribution is exactly the corpus' (torus motion and uniform start,
+or ``--bounded``: ``CorpusConfig(motion="bounded")``).
 
     python benchmarks/word_probe.py --word direction --steps 600
     python benchmarks/word_probe.py --bounded --speed 0.05 --pos-init sincos --temporal flatten
@@ -13,7 +16,13 @@ corpus' (torus motion and uniform start, or ``--bounded``: ``CorpusConfig(motion
     python benchmarks/word_probe.py --bounded --pos-init sincos --device cuda --steps 4000 --eval-every 250
     python benchmarks/word_probe.py --word direction --temporal flatten --frames 2 --stored-frames 2 --axes lr
     python benchmarks/word_probe.py --word colour --steps 300
+    python benchmarks/word_probe.py --word side --frames 1 --temporal none --pos-init sincos --steps 300 --eval-every 50
     python benchmarks/word_probe.py --word direction --pan
+    python benchmarks/word_probe.py --bounded --speed 0.05 --pos-init sincos --temporal none --readout frames
+
+``--readout frames`` / ``clip`` replace the masked word by a linear classifier on the video CLS tokens (per
+frame, concatenated; or averaged over frames): the same question without text, which separates reading
+positions within a frame from comparing frames inside the Transformer.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 TEXT_LEN = 16
 HORIZONTAL = {"up": "left", "down": "right"}
+SIDES = ("left", "right", "top", "bottom")
 
 
 def _where_clip(clip: dict, rng: np.random.Generator) -> tuple[str, str]:
@@ -49,7 +59,7 @@ def _where_clip(clip: dict, rng: np.random.Generator) -> tuple[str, str]:
     low = rng.random() < 0.5
     third = (n - 2 * r) // 3
     obj[key] = int(rng.integers(r, r + third)) if low else int(rng.integers(n - r - third, n - r))
-    word = words[0] if low else words[1]
+    word = words[0] if low else words[1]  # one of SIDES
     return f"a {obj['size']} {obj['colour']} {obj['shape']} sits {place} {word}", word
 
 
@@ -61,7 +71,7 @@ def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Names
     for _ in range(size):
         clip = sample_clip(rng, cfg)
         obj = clip["objects"][0]
-        if train and args.where and rng.random() < args.where:
+        if args.word == "side" or (train and args.where and rng.random() < args.where):
             caption, word = _where_clip(clip, rng)
             frames, _ = clip_frames(clip, cfg)
             picked = sample_indices(cfg.num_frames, args.frames, train, rng)
@@ -103,10 +113,14 @@ def make_batch(rng: np.random.Generator, cfg: CorpusConfig, args: argparse.Names
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--word", choices=("direction", "colour"), default="direction")
+    parser.add_argument("--word", choices=("direction", "colour", "side"), default="direction",
+                        help="side: still objects captioned with their side of the frame (a spatial baseline)")
     parser.add_argument("--where", type=float, default=0.0,
                         help="share of training clips replaced by a still object captioned with its side of the "
                              "frame (left/right/top/bottom), that side word masked")
+    parser.add_argument("--readout", choices=("mask", "frames", "clip"), default="mask",
+                        help="mask: the MLM head at the masked word (the default); frames: a linear classifier on "
+                             "the video CLS of every frame, concatenated (no text); clip: the same on their mean")
     parser.add_argument("--also-colour", action="store_true",
                         help="mask the colour word too and train on both (accuracy stays on --word)")
     parser.add_argument("--temporal", default="roll", help="model.temporal: roll | none | flatten | ...")
@@ -138,6 +152,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    if args.word == "side" and (args.where or args.also_colour or args.pan):
+        parser.error("--word side excludes --where, --also-colour and --pan")
+    if args.readout != "mask" and (args.where or args.also_colour):
+        parser.error("--readout frames/clip classifies the probed word only (no --where, no --also-colour)")
     if args.where and args.also_colour:
         parser.error("--where and --also-colour exclude each other (one masked word per caption)")
     if args.bounded and args.pan:
@@ -155,14 +173,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                     temporal=args.temporal, roll_ratio=args.roll_ratio,
                                     pos_embed_init=args.pos_init, roll_selection=args.roll_selection,
                                     shuffle_patches=args.shuffle_patches)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    words = {"direction": list(DIRECTIONS), "colour": list(COLOURS), "side": list(SIDES)}[args.word]
+    head = None  # --readout frames / clip: a linear classifier on the video CLS, no text at all
+    if args.readout != "mask":
+        features = args.width * (args.frames if args.readout == "frames" else 1)
+        head = torch.nn.Linear(features, len(words)).to(device)
+    params = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / args.warmup) * max(0.0, 1 - s / args.steps))
-    words = list(DIRECTIONS) if args.word == "direction" else list(COLOURS)
-    chance = 50.0 if args.word == "direction" and args.axes == "lr" else round(100.0 / len(words), 1)
+    two_way = args.word == "side" or (args.word == "direction" and args.axes == "lr")
+    chance = 50.0 if two_way else round(100.0 / len(words), 1)
     candidates = torch.tensor(tokenizer.convert_tokens_to_ids(words), device=device)
     held_out = [t.to(device) for t in make_batch(np.random.default_rng(12345), cfg, args, tokenizer, train=False,
                                                  size=400)]
+
+    def classify(video: Tensor) -> Tensor:
+        """``(B, len(words))`` logits of the linear head on the per-frame video CLS features."""
+        cls = model(video).video_frame_tokens[:, :, 0]  # (B, S, D)
+        return head(cls.flatten(1) if args.readout == "frames" else cls.mean(1))
 
     @torch.no_grad()
     def accuracy() -> float:
@@ -170,6 +199,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         correct = 0
         for start in range(0, 400, 100):
             video, ids, positions, targets = (t[start:start + 100] for t in held_out)
+            if head is not None:
+                correct += int((candidates[classify(video).argmax(-1)] == targets[:, 0]).sum())
+                continue
             out = model(video, ids, (ids != 0).long())
             logits = model.mlm_logits(out)[torch.arange(len(ids), device=device), positions[:, 0]][:, candidates]
             correct += int((candidates[logits.argmax(-1)] == targets[:, 0]).sum())
@@ -181,12 +213,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for step in range(1, args.steps + 1):
         video, ids, positions, targets = (t.to(device) for t in make_batch(rng, cfg, args, tokenizer, train=True,
                                                                           size=args.batch_size))
-        out = model(video, ids, (ids != 0).long())
-        hidden = out.text_tokens[torch.arange(len(ids), device=device)[:, None], positions]  # (B, K, D)
-        loss = F.cross_entropy(model.mlm_head(hidden).flatten(0, 1), targets.flatten())
+        if head is not None:
+            labels = (targets[:, :1] == candidates[None]).long().argmax(1)  # index of the word among `words`
+            loss = F.cross_entropy(classify(video), labels)
+        else:
+            out = model(video, ids, (ids != 0).long())
+            hidden = out.text_tokens[torch.arange(len(ids), device=device)[:, None], positions]  # (B, K, D)
+            loss = F.cross_entropy(model.mlm_head(hidden).flatten(0, 1), targets.flatten())
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
         if step % args.eval_every == 0:

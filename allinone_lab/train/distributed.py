@@ -6,6 +6,7 @@ multi-node through torchrun's rendezvous (``--nnodes``, ``--rdzv-endpoint``).
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -44,7 +45,15 @@ def init_from_env(device: str = "auto") -> torch.device:
             torch.cuda.set_device(local_rank)
             target = torch.device("cuda", local_rank)
         dist.init_process_group(backend="nccl" if target.type == "cuda" else "gloo")
+        # Leave the group before the interpreter tears down: a gloo group still alive at exit can abort the
+        # process ("terminate called without an active exception") after the run has finished.
+        atexit.register(_leave_group)
     return target
+
+
+def _leave_group() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
 
 
 def all_gather_with_grad(tensor: Tensor) -> Tensor:
