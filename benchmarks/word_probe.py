@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / args.warmup) * max(0.0, 1 - s / args.steps))
-    two_way = args.word == "side" or (args.word == "direction" and args.axes == "lr")
+    # Side words: the caption names the axis, so a masked-word readout chooses between two; without text, four.
+    two_way = (args.word == "side" and args.readout == "mask") or (args.word == "direction" and args.axes == "lr")
     chance = 50.0 if two_way else round(100.0 / len(words), 1)
     candidates = torch.tensor(tokenizer.convert_tokens_to_ids(words), device=device)
     held_out = [t.to(device) for t in make_batch(np.random.default_rng(12345), cfg, args, tokenizer, train=False,

@@ -58,3 +58,10 @@ def test_frame_readout_trains_a_linear_head_on_video_alone():
                                  "--heads", "2", "--depth", "1", "--steps", "2", "--eval-every", "2",
                                  "--warmup", "1", "--threads", "1"])
     assert len(rows) == 1 and rows[0]["chance"] == 25.0 and 0.0 <= rows[0]["accuracy"] <= 100.0
+
+
+def test_side_words_without_text_have_four_way_chance():
+    rows = _probe_module().main(["--word", "side", "--readout", "clip", "--frames", "1", "--temporal", "none",
+                                 "--width", "32", "--heads", "2", "--depth", "1", "--steps", "1", "--eval-every", "1",
+                                 "--warmup", "1", "--threads", "1"])
+    assert rows[0]["chance"] == 25.0
