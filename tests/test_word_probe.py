@@ -1,4 +1,4 @@
-"""The word probe benchmark: its side-word baseline builds the items it says and runs end to end."""
+"""The word probe benchmark: the side-word items it builds, its chance levels and its video-only readout."""
 
 from __future__ import annotations
 
@@ -50,14 +50,18 @@ def test_side_probe_runs_and_reports_the_two_way_chance():
                                  "--heads", "2", "--depth", "1", "--steps", "2", "--eval-every", "1",
                                  "--warmup", "1", "--threads", "1"])
     assert [row["step"] for row in rows] == [1, 2]
-    assert all(row["chance"] == 50.0 and 0.0 <= row["accuracy"] <= 100.0 for row in rows)
+    assert all(row["chance"] == 50.0 for row in rows)
 
 
-def test_frame_readout_trains_a_linear_head_on_video_alone():
-    rows = _probe_module().main(["--readout", "frames", "--bounded", "--temporal", "none", "--width", "32",
-                                 "--heads", "2", "--depth", "1", "--steps", "2", "--eval-every", "2",
-                                 "--warmup", "1", "--threads", "1"])
-    assert len(rows) == 1 and rows[0]["chance"] == 25.0 and 0.0 <= rows[0]["accuracy"] <= 100.0
+def test_frame_readout_learns_direction_from_per_frame_features():
+    # Frames processed apart and read out side by side: the direction is a linear function of the features,
+    # learned by a small model in a few hundred steps (97.75% at 400 steps with this seed).
+    rows = _probe_module().main(["--readout", "frames", "--bounded", "--speed", "0.05", "--pos-init", "sincos",
+                                 "--temporal", "none", "--width", "96", "--heads", "6", "--depth", "2",
+                                 "--steps", "400", "--eval-every", "100", "--threads", "2"])
+    assert rows[0]["chance"] == 25.0
+    assert rows[0]["accuracy"] < 40.0  # it starts near chance ...
+    assert rows[-1]["accuracy"] >= 80.0  # ... and learns the direction
 
 
 def test_side_words_without_text_have_four_way_chance():
