@@ -21,6 +21,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from allinone_lab.io import atomic_write_json
 from allinone_lab.train.jobs import evaluate_pretrained, finetune_retrieval, load_model, pretrain
 from allinone_lab.train.presets import parse_overrides, preset
@@ -63,8 +65,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--retrieval-steps", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.FIELD=VALUE")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     base = preset("cpu").override(**parse_overrides(args.overrides))
     curves, summary = {}, {}

@@ -19,6 +19,8 @@ or ``--bounded``: ``CorpusConfig(motion="bounded")``).
     python benchmarks/word_probe.py --word side --frames 1 --temporal none --pos-init sincos --steps 300 --eval-every 50
     python benchmarks/word_probe.py --word direction --pan
     python benchmarks/word_probe.py --bounded --speed 0.05 --pos-init sincos --temporal none --readout frames
+    python benchmarks/word_probe.py --bounded --pos-init sincos --depth 3 --heads 12 --stored-frames 3 \
+        --speed 0.33 --batch-size 64 --roll-ratio 0.5 --eval-every 75   # the cpu preset's model and motion
 
 ``--readout frames`` / ``clip`` replace the masked word by a linear classifier on the video CLS tokens (per
 frame, concatenated; or averaged over frames): the same question without text, which separates reading

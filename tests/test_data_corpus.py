@@ -19,6 +19,7 @@ from allinone_lab.data.corpus import (
     background,
     build_corpus,
     clip_frames,
+    object_state,
     render_clip,
     sample_clip,
 )
@@ -344,3 +345,25 @@ def test_bounded_motion_stays_inside_and_hides_direction_only_without_the_frame_
     assert len(left) > 200 and len(right) > 200
     assert total_variation(left.ravel(), right.ravel()) < 0.1  # any index: alike
     assert total_variation(left[:, 0], right[:, 0]) > 0.8  # the first frame: nearly disjoint
+
+
+def test_bounded_motion_middle_frame_hides_direction_and_axis():
+    """With ``motion="bounded"`` and an odd number of frames, the middle frame shows the objects of all four
+    directions at identically distributed centres (both coordinates), even when the path is long."""
+    cfg = CorpusConfig(image_size=64, num_frames=3, speed=0.33, motion="bounded", event_probs=(1, 0, 0, 0),
+                       two_object_prob=0)
+    rng = np.random.default_rng(0)
+    centres: dict[str, list[tuple[int, int]]] = {d: [] for d in DIRECTIONS}
+    for _ in range(4000):
+        obj = sample_clip(rng, cfg)["objects"][0]
+        cx, cy, _ = object_state(obj, 1)
+        centres[obj["direction"]].append((cx, cy))
+        assert obj["radius"] <= min(obj["x0"], obj["y0"]) and max(obj["x0"], obj["y0"]) <= 63 - obj["radius"]
+
+    def histogram(values: list[tuple[int, int]], axis: int) -> np.ndarray:
+        return np.bincount([v[axis] for v in values], minlength=64) / len(values)
+
+    for axis in (0, 1):
+        reference = histogram(centres["right"], axis)
+        for direction in ("left", "up", "down"):
+            assert 0.5 * np.abs(histogram(centres[direction], axis) - reference).sum() < 0.15, (direction, axis)

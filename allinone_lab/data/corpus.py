@@ -14,7 +14,9 @@ frames. With ``motion="bounded"`` objects never cross the border: the start is u
 that keep the whole path inside the frame. Then a frame drawn at a random index is still identically
 distributed under opposite directions, but a frame at a known index is not (early in a clip, objects moving
 right are on the left): a model that knows each frame's time can read the direction from positions without
-comparing frames.
+comparing frames. The coordinate across the motion is drawn from the band that the middle of the path covers,
+so the middle frame of a clip with an odd number of frames (the frame a single-frame model is evaluated on) is
+identically distributed under all four directions.
 
 Colour changes and appear/disappear cannot have that property: frame 0 shows the first state and the last
 frame the final state. They appear in pre-training pairs and retrieval captions but are excluded from the
@@ -39,7 +41,7 @@ import numpy as np
 
 from .video import write_video
 
-CORPUS_VERSION = 4
+CORPUS_VERSION = 5
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (225, 30, 30),
@@ -276,7 +278,13 @@ def _new_object(
 
 def _start_inside(obj: dict[str, Any], num_frames: int, rng: np.random.Generator) -> None:
     """Redraw the start uniformly over the positions that keep the object whole inside the frame for the
-    whole clip (``motion="bounded"``)."""
+    whole clip (``motion="bounded"``).
+
+    Along the motion, the middle of the path lies in a band: the centres that keep the object inside, less
+    ``travel / 2`` at each end. The coordinate across the motion is drawn from that same band, so that the
+    middle frame shows every direction's objects at identically distributed positions (exactly so for an odd
+    ``num_frames``).
+    """
     n, r = obj["n"], obj["radius"]
     travel = obj["speed"] * (num_frames - 1)
     dx, dy = DIRECTIONS.get(obj["direction"] or "", (0, 0))
@@ -286,6 +294,8 @@ def _start_inside(obj: dict[str, Any], num_frames: int, rng: np.random.Generator
             hi -= travel
         elif step < 0:
             lo += travel
+        elif travel:
+            lo, hi = lo + travel // 2, hi - travel // 2
         obj[key] = int(rng.integers(lo, hi + 1))
 
 

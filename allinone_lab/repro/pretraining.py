@@ -21,10 +21,10 @@ from ..train import jobs
 from ..train.presets import Experiment
 from .spec import Context, ParameterError
 
-# Pre-training steps at scale="cpu" (the cpu preset: width 192, depth 6, 64 px, batch 32). A VTM + MLM step
-# is two forward/backward passes, about 1.2 s on two otherwise idle CPU cores (an MLM-only step takes 0.6 s,
-# benchmarks/RESULTS.md), so one arm (pre-training, then cloze and zero-shot multiple choice on the test
-# split) takes about 10 minutes.
+# Pre-training steps at scale="cpu" (the cpu preset: width 192, depth 3, 64 px, batch 32). A VTM + MLM step
+# is two forward/backward passes, about 0.6 s on two otherwise idle CPU cores, so one arm (pre-training,
+# then cloze and zero-shot multiple choice on the test split) takes a few minutes. That is a quick look:
+# direction words need the preset's full 1,500 steps (`steps=1500`; benchmarks/RESULTS.md, learning check).
 CPU_PRETRAIN_STEPS = 400
 
 # Measured columns of a pre-trained arm (percent).
