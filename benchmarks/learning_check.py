@@ -2,7 +2,8 @@
 
 Pre-trains three arms of the ``cpu`` preset on the built-in corpus, each for the same number of steps,
 recording learning curves (cloze accuracy on temporal and static words, zero-shot multiple choice on the
-temporal-only distractors) on the test split every ``--eval-every`` steps:
+temporal-only distractors) on the test split every ``--eval-every`` steps, and at the end the cloze
+accuracy on each direction word with the word most often predicted for it:
 
 - ``roll``: token rolling (the preset's default);
 - ``average``: the time-average model (``roll_ratio=0``, 3 frames);
@@ -23,8 +24,17 @@ from pathlib import Path
 
 import torch
 
+from allinone_lab.data.text import DIRECTION_WORDS, load_tokenizer
+from allinone_lab.eval import cloze_confusion
 from allinone_lab.io import atomic_write_json
-from allinone_lab.train.jobs import evaluate_pretrained, finetune_retrieval, load_model, pretrain
+from allinone_lab.train.jobs import (
+    dataset,
+    evaluate_pretrained,
+    finetune_retrieval,
+    load_model,
+    loader,
+    pretrain,
+)
 from allinone_lab.train.presets import parse_overrides, preset
 
 ARMS = {
@@ -59,6 +69,19 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def per_direction(exp, model) -> dict[str, float | str]:
+    """Cloze accuracy on each direction word of the test split, and the word most often predicted for it."""
+    tokenizer = load_tokenizer(exp.data.tokenizer_path)
+    counts = cloze_confusion(model, loader(dataset(exp, "cloze", "test", train=False), 32))
+    out: dict[str, float | str] = {}
+    for word in DIRECTION_WORDS:
+        row = counts.get(tokenizer.convert_tokens_to_ids(word), {})
+        if row:
+            out[f"cloze_acc_{word}"] = 100.0 * row.get(tokenizer.convert_tokens_to_ids(word), 0) / sum(row.values())
+            out[f"cloze_top_{word}"] = tokenizer.convert_ids_to_tokens(max(row, key=row.get))
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/learning_check")
@@ -80,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoint = pretrain(exp, run, progress=False, eval_every=args.eval_every)
         seconds = time.perf_counter() - start
         model = load_model(exp, checkpoint)
-        final = evaluate_pretrained(exp, model)
+        final = {**evaluate_pretrained(exp, model), **per_direction(exp, model)}
         if arm == "roll" and args.retrieval_steps:
             final.update(finetune_retrieval(exp, model, run / "retrieval", args.retrieval_steps, progress=False))
         curves[arm] = [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()]

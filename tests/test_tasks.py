@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from allinone_lab.eval import (
+    cloze_confusion,
     encode_texts,
     encode_videos,
     evaluate_cloze,
@@ -124,6 +125,27 @@ def test_cloze_accuracy_per_kind():
     flagged = evaluate_cloze(m, [{"video": videos(2), "input_ids": ids, "attention_mask": mask, "mlm_labels": labels,
                                   "temporal": torch.tensor([True, False])}])
     assert flagged == {"cloze_acc_all": 50.0, "cloze_acc_static": 0.0, "cloze_acc_temporal": 100.0}
+
+
+def test_cloze_confusion_counts_each_asked_position_by_true_and_predicted_id():
+    m = model()
+    ids, mask = texts(3)
+    labels = torch.full_like(ids, -100)
+    with torch.no_grad():
+        predicted = m.mlm_logits(m(videos(3), ids, mask)).argmax(-1)
+    labels[0, 2] = predicted[0, 2]  # right
+    labels[1, 2] = predicted[0, 2]  # same true word, predicted as whatever item 1 gives
+    labels[1, 3] = (predicted[1, 3] + 1) % 50  # wrong
+    confusion = cloze_confusion(m, [{"video": videos(3), "input_ids": ids, "attention_mask": mask,
+                                     "mlm_labels": labels}])
+    expected: dict[int, dict[int, int]] = {}
+    for row, col in ((0, 2), (1, 2), (1, 3)):
+        true, guess = int(labels[row, col]), int(predicted[row, col])
+        expected.setdefault(true, {}).setdefault(guess, 0)
+        expected[true][guess] += 1
+    assert confusion == expected
+    assert sum(sum(r.values()) for r in confusion.values()) == 3  # item 2 asks nothing
+    assert confusion[int(labels[1, 3])].get(int(labels[1, 3]), 0) == 0
 
 
 def test_linear_probe_learns_separable_features():

@@ -6,6 +6,7 @@ Evaluation composes the model with batches from the data; it does not train.
 from .index import EmbeddingIndex
 from .metrics import TIE_POLICIES, accuracy, rank_metrics, ranks, retrieval_metrics, topk_accuracy
 from .tasks import (
+    cloze_confusion,
     encode_sharded,
     encode_texts,
     encode_videos,
@@ -23,6 +24,7 @@ __all__ = [
     "EmbeddingIndex",
     "TIE_POLICIES",
     "accuracy",
+    "cloze_confusion",
     "encode_sharded",
     "encode_texts",
     "encode_videos",

@@ -175,6 +175,23 @@ def evaluate_cloze(model: AllInOne, batches: Batches) -> dict[str, float]:
 
 
 @torch.no_grad()
+def cloze_confusion(model: AllInOne, batches: Batches) -> dict[int, dict[int, int]]:
+    """For every asked position (``mlm_labels`` not -100): ``{true id: {predicted id: count}}``, the argmax
+    over the whole vocabulary; shows which word a wrong prediction picks (e.g. "right" read as "left")."""
+    model.eval()
+    dev = _device(model)
+    counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for b in batches:
+        out = model(b["video"].to(dev), b["input_ids"].to(dev), b["attention_mask"].to(dev))
+        labels = b["mlm_labels"]
+        asked = labels != -100
+        predicted = model.mlm_logits(out).argmax(-1).cpu()[asked]
+        for true, guess in zip(labels[asked].tolist(), predicted.tolist(), strict=True):
+            counts[true][guess] += 1
+    return {true: dict(row) for true, row in counts.items()}
+
+
+@torch.no_grad()
 def extract_features(model: AllInOne, batches: Batches) -> tuple[Tensor, Tensor]:
     """Frozen video features for a linear probe: the frame-averaged video CLS ``(N, D)`` and ``label (N,)``."""
     model.eval()
