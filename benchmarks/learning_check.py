@@ -75,9 +75,10 @@ def per_direction(exp, model) -> dict[str, float | str]:
     counts = cloze_confusion(model, loader(dataset(exp, "cloze", "test", train=False), 32))
     out: dict[str, float | str] = {}
     for word in DIRECTION_WORDS:
-        row = counts.get(tokenizer.convert_tokens_to_ids(word), {})
+        word_id = tokenizer.convert_tokens_to_ids(word)
+        row = counts.get(word_id, {})
         if row:
-            out[f"cloze_acc_{word}"] = 100.0 * row.get(tokenizer.convert_tokens_to_ids(word), 0) / sum(row.values())
+            out[f"cloze_acc_{word}"] = 100.0 * row.get(word_id, 0) / sum(row.values())
             out[f"cloze_top_{word}"] = tokenizer.convert_ids_to_tokens(max(row, key=row.get))
     return out
 
