@@ -366,6 +366,30 @@ def test_corpus_masks_follow_the_sampled_frames_and_crop(corpus):
                          CFG, with_masks=True)  # fmt: skip
 
 
+def test_table_cache_survives_concurrent_writers_and_missing_files(tmp_path):
+    rows = [{"video": f"v/{i}.mp4", "caption": f"caption {i}"} for i in range(50)]
+    ann = _write_jsonl(tmp_path / "a.jsonl", rows)
+    cache = tmp_path / "a.jsonl.table"
+    first = AnnotationTable.from_file(ann)
+    meta = json.loads((cache / "meta.json").read_text())
+    inode = (cache / "meta.json").stat().st_ino
+    files = sorted(p.name for p in cache.iterdir())
+    # A second process finishing the same table must not pull the files from under a reader.
+    AnnotationTable.from_records(iter(rows)).save(cache, meta["stamp"])
+    assert (cache / "meta.json").stat().st_ino == inode
+    assert first[49] == rows[49]
+    # A stale copy is swapped for the new one; no temporary directories stay behind.
+    AnnotationTable.from_records(iter(rows[:3])).save(cache, {"version": -1})
+    assert len(AnnotationTable.from_file(ann)) == 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "a.jsonl.table"]
+    # A cache with a part missing (a writer replaced it mid-read) is rebuilt, not read half.
+    next(cache.glob("*.offsets.npy")).unlink()
+    again = AnnotationTable.from_file(ann)
+    assert [again[i] for i in range(50)] == rows
+    assert isinstance(again._cols["caption"]["offsets"], np.memmap)
+    assert sorted(p.name for p in cache.iterdir()) == files
+
+
 def test_spawned_workers_remap_the_table(corpus):
     """Notebooks on macOS/Windows spawn workers: the dataset is pickled (the table as its cache path)."""
     ds = _ds(corpus, "qa", split="train")

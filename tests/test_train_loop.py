@@ -96,14 +96,18 @@ def test_schedule_warms_up_then_decays_to_zero_and_norms_do_not_decay():
     assert lrs[10] == pytest.approx(1.0) and lrs[55] == pytest.approx(0.5) and sched.get_last_lr()[0] == 0.0
 
 
-def test_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path):
-    straight = train(Pretraining(small_model(), config().loss_weights), Pairs(), config(), tmp_path / "a",
-                     progress=False)
-    first = train(Pretraining(small_model(), config().loss_weights), Pairs(), config(), tmp_path / "b",
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=GPU)])
+def test_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path, device):
+    cfg = config(device=device)  # on CUDA the checkpoint, RNG states included, is read back onto the GPU
+    straight = train(Pretraining(small_model(), cfg.loss_weights), Pairs(), cfg, tmp_path / "a", progress=False)
+    first = train(Pretraining(small_model(), cfg.loss_weights), Pairs(), cfg, tmp_path / "b",
                   stop_after=4, progress=False)
     assert first.step == 4 and load_checkpoint(first.checkpoint)["step"] == 4
     # A fresh process would build a fresh model: the checkpoint must restore everything.
-    resumed = train(Pretraining(small_model(seed=123), config().loss_weights), Pairs(), config(), tmp_path / "b",
+    resumed = train(Pretraining(small_model(seed=123), cfg.loss_weights), Pairs(), cfg, tmp_path / "b",
                     progress=False)
     assert resumed.step == 6
     a = load_checkpoint(straight.checkpoint)["model"]

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,16 +141,21 @@ class AnnotationTable:
         stamp = {"version": TABLE_VERSION, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                  "ends": _ends_digest(path, stat.st_size)}  # fmt: skip
         meta_path = cache_dir / "meta.json"
-        if meta_path.exists():
-            meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
             if meta.get("stamp") == stamp:
                 return cls._load(cache_dir, meta, str(path))
+        except (OSError, ValueError):  # damaged, or replaced by another process meanwhile: build it again
+            shutil.rmtree(cache_dir, ignore_errors=True)
         table = cls.from_records(iter_records(path), str(path))
         try:
             table.save(cache_dir, stamp)
-            return cls._load(cache_dir, json.loads(meta_path.read_text()), str(path))
-        except OSError:  # read-only dataset directory: keep the in-memory arrays
-            return table
+            meta = json.loads(meta_path.read_text())
+            if meta.get("stamp") == stamp:
+                return cls._load(cache_dir, meta, str(path))
+        except (OSError, ValueError):  # read-only dataset directory, or a concurrent writer: keep the arrays
+            pass
+        return table
 
     def save(self, directory: str | os.PathLike, stamp: dict | None = None) -> None:
         directory = Path(directory)
@@ -163,21 +169,28 @@ class AnnotationTable:
                 if part != "kind":
                     np.save(tmp / f"{safe}.{part}.npy", arr)
         (tmp / "meta.json").write_text(json.dumps(meta))
-        if directory.exists():
-            import shutil
-
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
+        try:
+            os.replace(tmp, directory)  # atomic; fails where a non-empty directory is already there
+        except OSError:
+            current = directory / "meta.json"
+            if current.exists() and json.loads(current.read_text()).get("stamp") == stamp:
+                return  # another process wrote the same table: keep its copy
+            stale = directory.with_name(directory.name + f".old{os.getpid()}")
+            os.replace(directory, stale)
+            try:
+                os.replace(tmp, directory)
+            finally:
+                shutil.rmtree(stale, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing left after a successful replace
 
     @classmethod
     def _load(cls, directory: Path, meta: dict, source: str) -> AnnotationTable:
         cols = {}
         for name, info in meta["columns"].items():
             col: dict[str, Any] = {"kind": info["kind"]}
-            for part in ("values", "bytes", "offsets", "present"):
-                f = directory / f"{info['file']}.{part}.npy"
-                if f.exists():
-                    col[part] = np.load(f, mmap_mode="r")
+            for part in ("bytes", "offsets", "present") if info["kind"] == "text" else ("values",):
+                col[part] = np.load(directory / f"{info['file']}.{part}.npy", mmap_mode="r")
             cols[name] = col
         table = cls(cols, meta["length"], source)
         table._dir = str(directory)
