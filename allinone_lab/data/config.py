@@ -31,6 +31,7 @@ class DataConfig(ConfigBase):
     image_size: int = 224  # square crop size
     resize_scale: float = 1.0  # resize the short side to image_size * resize_scale before cropping
     max_text_len: int = 40
+    mirror_prob: float = 0.0  # pre-training pairs: mirror a clip left-right, "left" and "right" swapped in its text
     mean: tuple[float, ...] = field(default=IMAGENET_MEAN)
     std: tuple[float, ...] = field(default=IMAGENET_STD)
     # Text objectives.
@@ -65,7 +66,7 @@ class DataConfig(ConfigBase):
             raise bad("mean", "3 values (R, G, B) in [0, 1]")
         if len(self.std) != 3 or any(s <= 0 for s in self.std):
             raise bad("std", "3 positive values (R, G, B)")
-        for name in ("mlm_prob", "temporal_word_mask_prob", "vtm_neg_prob"):
+        for name in ("mlm_prob", "temporal_word_mask_prob", "vtm_neg_prob", "mirror_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(name, "a probability in [0, 1]")
         if self.on_error not in ON_ERROR_MODES:

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from .config import DataConfig
 from .table import AnnotationTable, iter_records
-from .text import TextProcessor, vtm_partner
+from .text import TextProcessor, mirror_text, vtm_partner
 from .video import VideoReadError, draw_vcr_masks, frames_to_tensor, load_clip, read_image, transform_masks
 
 log = logging.getLogger("allinone_lab.data")
@@ -216,7 +216,8 @@ class PairsDataset(VideoDataset):
     ``mlm_labels (L,)``, ``vtm_video (S,C,H,W)``, ``vtm_input_ids``/``vtm_attention_mask (L,)``,
     ``vtm_label`` (1 matched, 0 not) and ``vtm_negative`` (0 positive, 1 another item's video, 2 the caption's
     temporal negative: same video, direction words reversed; needs ``cfg.temporal_negatives`` and a
-    ``temporal_negative`` column).
+    ``temporal_negative`` column). In training, ``cfg.mirror_prob`` of the clips are mirrored left-right with
+    "left" and "right" exchanged in the caption and its temporal negative (:func:`mirror_text`).
     """
 
     task = "pairs"
@@ -238,6 +239,11 @@ class PairsDataset(VideoDataset):
         extra: dict[str, Any] = {}
         video = self._video(index, rng, extra)
         caption = _caption(self.table.get(index, "caption"), rng, self.train)
+        mirror = self.train and self.cfg.mirror_prob > 0 and self.rng(index, 3).random() < self.cfg.mirror_prob
+        if mirror:
+            video, caption = video.flip(-1), mirror_text(caption)
+            if "masks" in extra:
+                extra["masks"] = extra["masks"].flip(-1)
         plain = self.text.encode(caption)
         masked = self.text.mask(plain, rng)
         out = {"video": video, "input_ids": plain.input_ids, "attention_mask": plain.attention_mask,
@@ -248,7 +254,7 @@ class PairsDataset(VideoDataset):
         if label == 0:
             temporal = self.table.get(index, "temporal_negative") if self.cfg.temporal_negatives else None
             if temporal:
-                negative, vtm_text = 2, self.text.encode(str(temporal))
+                negative, vtm_text = 2, self.text.encode(mirror_text(str(temporal)) if mirror else str(temporal))
             else:
                 negative, vtm_video = 1, self.load_video(j, self.rng(j, 2))
         out.update(vtm_video=vtm_video, vtm_input_ids=vtm_text.input_ids, vtm_attention_mask=vtm_text.attention_mask,

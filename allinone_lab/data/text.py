@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,20 @@ BERT_VOCAB_SIZE = 30522
 # Words whose meaning needs more than one frame (built-in corpus); `temporal_word_mask_prob` targets them.
 DIRECTION_WORDS: tuple[str, ...] = ("left", "right", "up", "down")
 TEMPORAL_WORDS: tuple[str, ...] = DIRECTION_WORDS
+MIRRORED_WORDS: dict[str, str] = {"left": "right", "right": "left"}
+_MIRRORED = re.compile(r"\b(" + "|".join(MIRRORED_WORDS) + r")\b", re.IGNORECASE)
+
+
+def mirror_text(text: str) -> str:
+    """The text of a left-right mirrored clip: whole words "left" and "right" exchanged, case kept
+    ("Turn left, then right" -> "Turn right, then left")."""
+
+    def swap(match: re.Match) -> str:
+        word = match.group(0)
+        new = MIRRORED_WORDS[word.lower()]
+        return new.upper() if word.isupper() and len(word) > 1 else new.capitalize() if word[0].isupper() else new
+
+    return _MIRRORED.sub(swap, text)
 
 
 def packaged_vocab_path() -> Path | None:

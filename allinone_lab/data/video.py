@@ -188,7 +188,8 @@ def frames_to_tensor(
     """uint8 ``(S, H, W, 3)`` -> normalised float ``(S, 3, size, size)``.
 
     Resize the short side to ``image_size * resize_scale``, then a random crop (train; one crop for the whole
-    clip) or the center crop (eval). No horizontal flip: it would swap "left" and "right". A ``meta`` dict
+    clip) or the center crop (eval). No flip here, where the text is not known: pre-training pairs mirror a
+    clip together with its caption (``DataConfig.mirror_prob``). A ``meta`` dict
     receives ``resized_hw`` and ``crop`` = ``(top, left, size)`` (see :func:`transform_masks`).
     """
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
