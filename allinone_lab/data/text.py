@@ -32,7 +32,7 @@ def mirror_text(text: str) -> str:
     def swap(match: re.Match) -> str:
         word = match.group(0)
         new = MIRRORED_WORDS[word.lower()]
-        return new.upper() if word.isupper() and len(word) > 1 else new.capitalize() if word[0].isupper() else new
+        return new.upper() if word.isupper() else new.capitalize() if word[0].isupper() else new
 
     return _MIRRORED.sub(swap, text)
 

@@ -189,8 +189,8 @@ def frames_to_tensor(
 
     Resize the short side to ``image_size * resize_scale``, then a random crop (train; one crop for the whole
     clip) or the center crop (eval). No flip here, where the text is not known: pre-training pairs mirror a
-    clip together with its caption (``DataConfig.mirror_prob``). A ``meta`` dict
-    receives ``resized_hw`` and ``crop`` = ``(top, left, size)`` (see :func:`transform_masks`).
+    clip together with its caption (``DataConfig.mirror_prob``). A ``meta`` dict receives ``resized_hw`` and
+    ``crop`` = ``(top, left, size)`` (see :func:`transform_masks`).
     """
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
     h, w = x.shape[-2:]
