@@ -1,8 +1,8 @@
 """Which direction words a pre-trained model gets wrong: cloze accuracy per direction word, for clips with one
 moving object and for the first of two, on the built-in corpus of the ``cpu`` preset.
 
-Each direction cloze item (the caption with its main object's direction word masked) is scored as a whole:
-right when every masked position is predicted (argmax over the vocabulary) as the true word. Runs on the test
+Each direction cloze item masks its main object's direction word (twice where both objects move the same
+way); accuracy counts masked positions predicted (argmax over the vocabulary) as the true word. Runs on the test
 split, or on the training split to tell a model that cannot fit a word from one that does not generalise.
 
     python benchmarks/direction_errors.py --checkpoint runs/lc/roll
@@ -23,33 +23,30 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset
 
-from allinone_lab.data.text import DIRECTION_WORDS
+from allinone_lab.data.text import DIRECTION_WORDS, load_tokenizer
+from allinone_lab.eval import cloze_confusion
 from allinone_lab.train.jobs import dataset, load_model, loader
 from allinone_lab.train.presets import parse_overrides, preset
 
 
-@torch.no_grad()
-def direction_errors(model, items, rows: list[dict], batch_size: int = 64) -> dict[str, dict[str, float]]:
-    """``{group: {word: accuracy %, "items": count, ...}}`` with groups ``one`` (one moving object) and
-    ``two`` (the first of two), over the direction rows of ``rows`` (``items[i]`` is ``rows[i]``'s item)."""
-    model.eval()
-    correct: list[bool] = []
-    for batch in loader(items, batch_size):
-        out = model(batch["video"], batch["input_ids"], batch["attention_mask"])
-        labels, asked = batch["mlm_labels"], batch["mlm_labels"] != -100
-        predicted = model.mlm_logits(out).argmax(-1)
-        correct += [bool((predicted[i][asked[i]] == labels[i][asked[i]]).all()) for i in range(len(labels))]
-    tally: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    for row, right in zip(rows, correct, strict=True):
-        if row["kind"] != "direction":
-            continue
-        group = "two" if " and " in row["caption"] else "one"
-        for word in (row["word"], "all"):
-            tally[group][word][0] += right
-            tally[group][word][1] += 1
-    return {group: {"items": words["all"][1],
-                    **{w: round(100.0 * words[w][0] / words[w][1], 1) for w in ("all", *DIRECTION_WORDS) if words[w][1]}}
-            for group, words in sorted(tally.items())}  # fmt: skip
+def direction_errors(model, cloze, count: int, tokenizer, batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """``{group: {"items": n, "all": %, word: %}}`` over the direction items among the first ``count`` of
+    ``cloze``, with groups ``one`` (one moving object) and ``two`` (the first of two); accuracy per asked
+    position (:func:`cloze_confusion`)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i in range(count):
+        row = cloze.table[i]
+        if row["kind"] == "direction":
+            groups["two" if " and " in row["caption"] else "one"].append(i)
+    ids = {word: tokenizer.convert_tokens_to_ids(word) for word in DIRECTION_WORDS}
+    result = {}
+    for group, rows in sorted(groups.items()):
+        counts = cloze_confusion(model, loader(Subset(cloze, rows), batch_size))
+        right = {w: counts.get(i, {}).get(i, 0) for w, i in ids.items()}
+        asked = {w: sum(counts.get(i, {}).values()) for w, i in ids.items()}
+        result[group] = {"items": len(rows), "all": round(100.0 * sum(right.values()) / sum(asked.values()), 1),
+                         **{w: round(100.0 * right[w] / asked[w], 1) for w in ids if asked[w]}}
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -69,8 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model(exp, checkpoint)
     cloze = dataset(exp, "cloze", args.split, train=False)
     count = len(cloze) if args.limit is None else min(args.limit, len(cloze))
-    rows = [cloze.table[i] for i in range(count)]
-    result = direction_errors(model, Subset(cloze, range(count)), rows)
+    result = direction_errors(model, cloze, count, load_tokenizer(exp.data.tokenizer_path))
     print(json.dumps(result))
     return result
 
