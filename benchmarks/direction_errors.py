@@ -7,8 +7,11 @@ split, or on the training split to tell a model that cannot fit a word from one 
 
     python benchmarks/direction_errors.py --checkpoint runs/lc/roll
     python benchmarks/direction_errors.py --checkpoint runs/lc/average --set model.roll_ratio=0.0
-    python benchmarks/direction_errors.py --checkpoint runs/one/roll --split train --limit 1500 \\
-        --set corpus.two_object_prob=0.0
+    python benchmarks/direction_errors.py --checkpoint runs/two/roll --split train --limit 1500 \\
+        --set corpus.two_object_prob=0.3 model.roll_selection=block
+
+(The ``cpu`` preset's corpus has one moving object per clip; ``corpus.two_object_prob=0.3`` is the corpus'
+default, with two moving objects in 30% of the motion clips.)
 
 ``--set`` takes the overrides the checkpoint was trained with (the corpus and the model must match).
 """

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="mask the colour word too and train on both (accuracy stays on --word)")
     parser.add_argument("--temporal", default="roll", help="model.temporal: roll | none | flatten | ...")
     parser.add_argument("--roll-ratio", type=float, default=0.25)
-    parser.add_argument("--roll-selection", default="block", help="model.roll_selection: block | random | varying")
+    parser.add_argument("--roll-selection", default="block", help="model.roll_selection: block | random | varying | alternating")
     parser.add_argument("--shuffle-patches", action="store_true",
                         help="model.shuffle_patches: permute each frame's patches before the blocks")
     parser.add_argument("--frames", type=int, default=3, help="frames the model sees (TSN segments)")

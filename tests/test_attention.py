@@ -124,7 +124,7 @@ def test_nested_capture_is_refused():
     assert not is_capturing(model)
 
 
-@pytest.mark.parametrize("selection", ["block", "random", "varying"])
+@pytest.mark.parametrize("selection", ["block", "random", "varying", "alternating"])
 def test_rolled_positions_are_the_temporal_modules_positions(selection):
     cfg = tiny(roll_selection=selection, first_temporal_block=2, roll_ratio=0.25)
     model = AllInOne(cfg).eval()
@@ -136,8 +136,8 @@ def test_rolled_positions_are_the_temporal_modules_positions(selection):
     if selection == "block":
         expected = roll_positions("block", cfg.visual_len, k)
         assert all(torch.equal(rolled[i][0], expected[0]) and torch.equal(rolled[i][1], expected[1]) for i in rolled)
-    if selection == "varying":
-        assert not torch.equal(rolled[1][0], rolled[2][0])  # the block moves with the layer
+    if selection in ("varying", "alternating"):
+        assert not torch.equal(rolled[1][0], rolled[2][0])  # the block moves (or turns) with the layer
 
 
 def test_attention_maps_restore_mode_and_report_layout():

@@ -428,3 +428,14 @@ def test_markdown_to_html_subset():
     page = markdown_to_html("# Title\n\nSome *text* with `code`.\n\n| a | b |\n| --- | --- |\n| 1 | x\\|y |\n\n- one\n- two\n")
     assert "<h1>Title</h1>" in page and "<em>text</em>" in page and "<code>code</code>" in page
     assert "<th>a</th><th>b</th>" in page and "<td>x|y</td>" in page and "<li>two</li>" in page
+
+
+def test_table11b_alternating_arm_is_measured_beside_the_paper_rows_and_noted(tmp_path):
+    result = repro.run_reproduction("table11b", repro.check_parameters(
+        "table11b", scale="smoke", selection="alternating", steps=2, output_dir=str(tmp_path), device="cpu"))
+    assert [row["method"] for row in result.rows] == ["Alternating rows and columns"]
+    assert any("not in the paper" in note for note in result.notes)
+    header, rows = comparison_rows(paper.table_dict("table11b"), result.rows)
+    ours = [row for row in rows if row[0] == "Alternating rows and columns"]
+    assert len(ours) == 1 and ours[0][header.index("LSMDC (paper)")] is None  # no paper number to sit beside
+    assert len(rows) == 4  # the paper's three rows, then the measured-only row

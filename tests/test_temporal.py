@@ -29,7 +29,7 @@ def test_paper_default_rolls_24_of_196_patches_each_way():
     assert prev.tolist() == list(range(1, 25)) and nxt.tolist() == list(range(173, 197))
 
 
-@pytest.mark.parametrize("selection", ["block", "random", "varying"])
+@pytest.mark.parametrize("selection", ["block", "random", "varying", "alternating"])
 def test_rolling_moves_exactly_the_selected_tokens(selection):
     batch, frames, text, visual = 2, 3, 5, 17
     x = labelled_tokens(batch, frames, text, visual)
@@ -68,6 +68,44 @@ def test_varying_moves_with_the_layer_and_random_is_seeded_in_eval():
     layer.train()
     draws = {tuple(torch.cat(layer.positions(17)).tolist()) for _ in range(5)}
     assert len(draws) > 1  # training draws new positions every call
+
+
+def test_alternating_rolls_top_and_bottom_rows_then_left_and_right_columns():
+    # A 4x4 grid behind the CLS: raster positions 1..16, row r and column c at 1 + 4r + c.
+    rows = [roll_positions("alternating", 17, 4, layer_offset=o) for o in (0, 2)]
+    columns = roll_positions("alternating", 17, 4, layer_offset=1)
+    for prev, nxt in rows:
+        assert prev.tolist() == [1, 2, 3, 4] and nxt.tolist() == [13, 14, 15, 16]
+    assert columns[0].tolist() == [1, 5, 9, 13] and columns[1].tolist() == [4, 8, 12, 16]
+    # Behind a CLS and a distillation token the columns skip both prefix tokens.
+    prev, nxt = roll_positions("alternating", 18, 4, layer_offset=1, num_prefix=2)
+    assert prev.tolist() == [2, 6, 10, 14] and nxt.tolist() == [5, 9, 13, 17]
+    with pytest.raises(ValueError, match="square patch grid"):
+        roll_positions("alternating", 13, 2, layer_offset=1)
+
+
+def test_alternating_layers_of_a_model_follow_the_block_index():
+    cfg = ModelConfig(variant="tiny", depth=4, image_size=64, roll_ratio=0.5, roll_selection="alternating",
+                      first_temporal_block=2)
+    model = AllInOne(cfg)
+    offsets = [blk.temporal.layer_offset for blk in model.blocks if blk.temporal is not None]
+    assert offsets == [0, 1, 2]
+    x = labelled_tokens(1, 3, 2, 17)
+    out = model.blocks[2].temporal(x, 3, 2).view(3, 19, -1)
+    assert out[1, 2 + 5, 1].item() == 0 and out[1, 2 + 8, 1].item() == 2  # column 0 from t-1, column 3 from t+1
+    assert out[1, 2 + 2, 1].item() == 1  # row 0, column 1 stays in its frame in a column layer
+
+
+@pytest.mark.parametrize("selection", ["block", "random", "varying", "alternating"])
+def test_every_selection_encodes_text_alone_and_video_alone(selection):
+    # Dual-stream retrieval runs the backbone on text only (no visual tokens to roll) and on video only.
+    cfg = ModelConfig(variant="tiny", width=64, heads=2, depth=2, image_size=64, max_text_len=8, vocab_size=100,
+                      roll_ratio=0.5, roll_selection=selection)
+    model = AllInOne(cfg).eval()
+    with torch.no_grad():
+        text = model.encode_text(torch.randint(1, 100, (2, 8)))
+        video = model.encode_video(torch.randn(2, 3, 3, 64, 64))
+    assert text.shape == video.shape == (2, cfg.vtc_dim)
 
 
 def test_ratio_zero_is_exactly_the_time_average_model():

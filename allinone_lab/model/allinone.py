@@ -117,7 +117,9 @@ class AllInOne(nn.Module):
         temporal: nn.Module | None = None
         first = cfg.first_temporal_block - 1
         if index >= first and cfg.temporal == "roll":
-            temporal = TokenRolling(cfg.roll_ratio, cfg.roll_selection, index - first, cfg.roll_seed)
+            temporal = TokenRolling(
+                cfg.roll_ratio, cfg.roll_selection, index - first, cfg.roll_seed, cfg.num_prefix_tokens
+            )
         elif index >= first and cfg.temporal == "channel_shift":
             temporal = ChannelShift()
         return AllInOneBlock(*args, temporal=temporal, proj_drop=cfg.dropout)

@@ -12,11 +12,11 @@ from typing import Literal
 from ..configbase import ConfigBase
 
 TemporalMode = Literal["roll", "none", "channel_shift", "flatten", "timesformer", "decoupled"]
-RollSelection = Literal["block", "random", "varying"]
+RollSelection = Literal["block", "random", "varying", "alternating"]
 Initialization = Literal["scratch", "imagenet", "imagenet21k"]
 
 TEMPORAL_MODES: tuple[str, ...] = ("roll", "none", "channel_shift", "flatten", "timesformer", "decoupled")
-ROLL_SELECTIONS: tuple[str, ...] = ("block", "random", "varying")
+ROLL_SELECTIONS: tuple[str, ...] = ("block", "random", "varying", "alternating")
 INITIALIZATIONS: tuple[str, ...] = ("scratch", "imagenet", "imagenet21k")
 POS_EMBED_INITS: tuple[str, ...] = ("random", "sincos")
 

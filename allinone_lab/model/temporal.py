@@ -7,6 +7,8 @@ Both act on the visual tokens of a joint sequence laid out per frame as
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -18,6 +20,7 @@ def roll_positions(
     layer_offset: int = 0,
     generator: torch.Generator | None = None,
     device: torch.device | None = None,
+    num_prefix: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """Visual-token positions that take frame ``t-1``'s and frame ``t+1``'s tokens.
 
@@ -25,11 +28,14 @@ def roll_positions(
 
     Args:
         selection: ``block`` (positions ``1..k`` and the last ``k``, as the released implementation),
-            ``random`` (``2k`` distinct positions drawn with ``generator``) or ``varying`` (a
-            contiguous block of ``2k`` positions that moves by ``2k`` with each layer).
+            ``random`` (``2k`` distinct positions drawn with ``generator``), ``varying`` (a
+            contiguous block of ``2k`` positions that moves by ``2k`` with each layer) or ``alternating``
+            (``block`` in the first rolled layer, then the first and last ``k`` patches in column order, and so
+            on alternately: top and bottom rows, then left and right columns, of a square patch grid).
         num_visual: ``L``, visual tokens per frame including the CLS.
         k: positions rolled in each direction.
-        layer_offset: index of this layer among the rolled layers (``varying`` only).
+        layer_offset: index of this layer among the rolled layers (``varying`` and ``alternating``).
+        num_prefix: visual tokens before the patches (CLS, plus the distillation token if any).
 
     Returns:
         ``(from_previous, from_next)``: two int64 tensors of ``k`` positions each.
@@ -43,12 +49,27 @@ def roll_positions(
     elif selection == "random":
         chosen = torch.randperm(candidates, generator=generator)[: 2 * k].to(device) + 1
         prev, nxt = chosen[:k], chosen[k:]
+    elif selection == "alternating":
+        if layer_offset % 2 == 0:
+            return roll_positions("block", num_visual, k, device=device)
+        side = math.isqrt(num_visual - num_prefix)
+        if side * side != num_visual - num_prefix:
+            raise ValueError(
+                f"roll selection 'alternating' needs a square patch grid; got {num_visual - num_prefix} patches"
+            )
+        if 2 * k > side * side:
+            raise ValueError(f"cannot roll 2*{k} of {side * side} patches; lower roll_ratio")
+        rows = torch.arange(side, device=device)
+        column_order = (rows[None, :] * side + rows[:, None]).flatten() + num_prefix  # patches column by column
+        prev, nxt = column_order[:k], column_order[column_order.numel() - k :]
     elif selection == "varying":
         start = (layer_offset * 2 * k) % max(candidates, 1)
         chosen = (torch.arange(2 * k, device=device) + start) % candidates + 1
         prev, nxt = chosen[:k], chosen[k:]
     else:
-        raise ValueError(f"roll selection {selection!r}: expected 'block', 'random' or 'varying'")
+        raise ValueError(
+            f"roll selection {selection!r}: expected 'block', 'random', 'varying' or 'alternating'"
+        )
     return prev, nxt
 
 
@@ -124,17 +145,21 @@ class TokenRolling(nn.Module):
 
     Args:
         ratio: fraction of visual tokens rolled; ``k = floor(L * ratio / 2)`` per direction.
-        selection: ``block`` | ``random`` | ``varying`` (Table 11b).
-        layer_offset: rank of this layer among rolled layers (for ``varying``).
+        selection: ``block`` | ``random`` | ``varying`` (Table 11b) | ``alternating`` (rows, then columns).
+        layer_offset: rank of this layer among rolled layers (for ``varying`` and ``alternating``).
         seed: fixes the ``random`` positions used in eval mode (training draws new ones each call).
+        num_prefix: visual tokens before the patches (for ``alternating``).
     """
 
-    def __init__(self, ratio: float, selection: str = "block", layer_offset: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self, ratio: float, selection: str = "block", layer_offset: int = 0, seed: int = 0, num_prefix: int = 1
+    ) -> None:
         super().__init__()
         self.ratio = ratio
         self.selection = selection
         self.layer_offset = layer_offset
         self.seed = seed
+        self.num_prefix = num_prefix
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio}, selection={self.selection!r}, layer_offset={self.layer_offset}"
@@ -145,11 +170,13 @@ class TokenRolling(nn.Module):
         generator = None
         if self.selection == "random" and not self.training:
             generator = torch.Generator().manual_seed(self.seed + self.layer_offset)
-        return roll_positions(self.selection, num_visual, k, self.layer_offset, generator, device)
+        return roll_positions(self.selection, num_visual, k, self.layer_offset, generator, device, self.num_prefix)
 
     def forward(self, x: Tensor, num_frames: int, visual_start: int) -> Tensor:
         num_visual = x.shape[1] - visual_start
-        if self.selection == "block":
+        if num_frames == 1 or num_visual <= self.num_prefix:  # one frame, or text only: nothing to roll
+            return x
+        if self.selection == "block" or (self.selection == "alternating" and self.layer_offset % 2 == 0):
             return roll_block_tokens(x, num_frames, visual_start, int(num_visual * self.ratio / 2))
         prev, nxt = self.positions(num_visual, x.device)
         return roll_tokens(x, num_frames, visual_start, prev, nxt)

@@ -267,17 +267,26 @@ TABLE11B_ARMS = {
     "random": Arm("random", {"method": "Random Selection"}, {"model.temporal": "roll", "model.roll_selection": "random"}),
     "varying": Arm("varying", {"method": "Varying Layers"}, {"model.temporal": "roll", "model.roll_selection": "varying"}),
     "block": Arm("block", {"method": "Block"}, {"model.temporal": "roll", "model.roll_selection": "block"}),
+    # Not in the paper: block rows in odd rolled layers, block columns in even ones (no paper numbers).
+    "alternating": Arm("alternating", {"method": "Alternating rows and columns"},
+                       {"model.temporal": "roll", "model.roll_selection": "alternating"}),
 }
 
 
 def run_table11b(params: dict[str, Any], ctx: Context) -> Result:
-    return run_arms(ctx, _select("selection", params["selection"], TABLE11B_ARMS), params["steps"])
+    arms = _select("selection", params["selection"], TABLE11B_ARMS)
+    notes = []
+    if any(arm.name == "alternating" for arm in arms):
+        notes.append("'Alternating rows and columns' is not in the paper: odd rolled layers roll the top and bottom "
+                     "rows (as Block), even ones the left and right columns, so the rolled tokens meet motion "
+                     "along both axes.")
+    return run_arms(ctx, arms, params["steps"], notes)
 
 
 register(Reproduction(
     name="table11b",
     title="Table 11b: which tokens roll",
-    params=(Param("selection", str, "all", ("all", "random", "varying", "block")), STEPS),
+    params=(Param("selection", str, "all", ("all", "random", "varying", "block", "alternating")), STEPS),
     run=run_table11b,
 ))
 
