@@ -13,6 +13,14 @@ import torch
 from torch import Tensor, nn
 
 
+def layer_selection(selection: str, layer_offset: int) -> str:
+    """The selection one rolled layer applies: ``alternating`` is ``block`` in its even rolled layers (0, 2, ...)
+    and ``columns`` (the first and last ``k`` patches in column order) in its odd ones; others are unchanged."""
+    if selection == "alternating":
+        return "block" if layer_offset % 2 == 0 else "columns"
+    return selection
+
+
 def roll_positions(
     selection: str,
     num_visual: int,
@@ -40,6 +48,7 @@ def roll_positions(
     Returns:
         ``(from_previous, from_next)``: two int64 tensors of ``k`` positions each.
     """
+    selection = layer_selection(selection, layer_offset)
     candidates = num_visual - 1  # never the CLS at position 0
     if 2 * k > candidates:
         raise ValueError(f"cannot roll 2*{k} of {candidates} visual positions; lower roll_ratio")
@@ -49,9 +58,7 @@ def roll_positions(
     elif selection == "random":
         chosen = torch.randperm(candidates, generator=generator)[: 2 * k].to(device) + 1
         prev, nxt = chosen[:k], chosen[k:]
-    elif selection == "alternating":
-        if layer_offset % 2 == 0:
-            return roll_positions("block", num_visual, k, device=device)
+    elif selection == "columns":
         side = math.isqrt(num_visual - num_prefix)
         if side * side != num_visual - num_prefix:
             raise ValueError(
@@ -176,7 +183,7 @@ class TokenRolling(nn.Module):
         num_visual = x.shape[1] - visual_start
         if num_frames == 1 or num_visual <= self.num_prefix:  # one frame, or text only: nothing to roll
             return x
-        if self.selection == "block" or (self.selection == "alternating" and self.layer_offset % 2 == 0):
+        if layer_selection(self.selection, self.layer_offset) == "block":
             return roll_block_tokens(x, num_frames, visual_start, int(num_visual * self.ratio / 2))
         prev, nxt = self.positions(num_visual, x.device)
         return roll_tokens(x, num_frames, visual_start, prev, nxt)
