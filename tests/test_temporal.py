@@ -7,6 +7,7 @@ from allinone_lab.model import (
     AllInOne,
     ModelConfig,
     TokenRolling,
+    restore_frame_order,
     roll_positions,
     roll_tokens,
     shift_channels,
@@ -142,3 +143,48 @@ def test_channel_shift_moves_one_eighth_each_way_with_zero_padding():
 def test_too_large_a_ratio_is_refused():
     with pytest.raises(ValueError, match="roll_ratio"):
         roll_positions("random", 5, 3)
+
+
+def rolling_only(cfg: ModelConfig) -> AllInOne:
+    """A model whose blocks add nothing to the residual stream: its output is the final norm of its input,
+    permuted by the rolling layers alone."""
+    model = AllInOne(cfg).eval()
+    for block in model.blocks:
+        for layer in (block.attn.proj, block.mlp.fc2):
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    return model
+
+
+@pytest.mark.parametrize("selection", ["block", "random", "varying", "alternating"])
+@pytest.mark.parametrize("first_temporal_block", [1, 2])
+def test_token_origins_trace_where_the_model_leaves_every_token(selection, first_temporal_block):
+    cfg = ModelConfig(variant="tiny", width=32, heads=2, depth=4, image_size=64, max_text_len=8, vocab_size=100,
+                      drop_path_rate=0.0, roll_ratio=0.5, roll_selection=selection,
+                      first_temporal_block=first_temporal_block)
+    model = rolling_only(cfg)
+    video = torch.randn(2, 3, 3, 64, 64)
+    ids = torch.randint(0, 100, (2, 6))
+    out = model(video, ids, shuffle_patches=False)
+    own = model.norm(model.embed_video(video))  # (B, S, L, D): every frame's own tokens
+    origins = model.token_origins(3)
+    assert origins.shape == (4, 3, cfg.visual_len)
+    frames = torch.arange(3)[:, None].expand(3, cfg.visual_len)
+    # The output is in frame order exactly when the origins say every token is back home (three rolls of the
+    # same block positions over three frames); otherwise rolled tokens sit in other frames' slots.
+    assert torch.equal(out.video_frame_tokens, own) == torch.equal(origins[-1], frames)
+    assert torch.equal(origins[-1], frames) == (selection == "block" and first_temporal_block == 2)
+    if first_temporal_block == 2:
+        assert torch.equal(origins[0], frames)  # the first block does not roll
+    torch.testing.assert_close(restore_frame_order(out.video_frame_tokens, origins[-1]), own)
+    alone = model(video, shuffle_patches=False).video_frame_tokens
+    torch.testing.assert_close(restore_frame_order(alone, model.token_origins(3, with_text=False)[-1]), own)
+    # Without roll_unimodal (the released behaviour) video alone is not rolled: its origins are the identity.
+    model.config = cfg.replace(roll_unimodal=False)
+    assert torch.equal(model.token_origins(3, with_text=False)[-1], frames)
+    torch.testing.assert_close(model(video, shuffle_patches=False).video_frame_tokens, own)
+
+
+def test_restore_frame_order_refuses_origins_of_another_layout():
+    with pytest.raises(ValueError, match="do not match 3 frames of 17 tokens"):
+        restore_frame_order(torch.zeros(1, 3, 17, 4), torch.zeros(2, 17, dtype=torch.long))

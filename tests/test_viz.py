@@ -19,8 +19,10 @@ from allinone_lab.viz import (
     cloze_alignment,
     encode_caption,
     figure_png,
+    frame_patches,
     load_bundle,
     load_corpus_clip,
+    mask_caption,
     mass_in_mask,
     patch_coverage,
     plot_attention_profiles,
@@ -29,12 +31,14 @@ from allinone_lab.viz import (
     rolled_mask,
     run_cloze,
     select_words,
+    source_tokens,
     text_to_video_distribution,
     threshold_plan,
     uniform_mass_in_mask,
     word_class,
     word_kind,
     word_patch_plans,
+    word_plan,
 )
 from allinone_lab.viz.words import CORPUS_VERBS
 
@@ -58,7 +62,9 @@ def tokenizer():
 def fake_maps(weights: dict[int, torch.Tensor], text_len: int, visual_len: int, frames: int, temporal="roll",
               text_mask=None, rolled=None) -> AttentionMaps:
     return AttentionMaps(record=AttentionRecord(joint=weights), output=None, frames=frames, text_len=text_len,
-                         visual_len=visual_len, temporal=temporal, rolled=rolled or {}, text_mask=text_mask)
+                         visual_len=visual_len, temporal=temporal, rolled=rolled or {},
+                         origins=torch.arange(frames)[None, :, None].expand(len(weights), frames, visual_len),
+                         text_mask=text_mask)
 
 
 def test_distribution_renormalises_text_rows_over_visual_keys_and_weights_real_tokens():
@@ -188,6 +194,28 @@ def test_plans_are_per_frame_distributions_that_follow_the_features():
     torch.testing.assert_close(clip.sum(dim=(-2, -1))[:, :3], torch.ones(2, 3), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="scope"):
         word_patch_plans(words, sources, patches, scope="video")
+
+
+def test_cloze_takes_each_patch_from_the_frame_its_token_came_from(smoke, corpus_clip, tokenizer):
+    # Blocks that add nothing leave the backbone's output = the final norm of the rolled input, so each
+    # frame's own patch tokens are known; rolling twice over three frames leaves them in other frames' slots.
+    model = AllInOne(smoke.model.replace(roll_ratio=0.5, roll_selection="block", first_temporal_block=1)).eval()
+    for block in model.blocks:
+        for layer in (block.attn.proj, block.mlp.fc2):
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    video = corpus_clip.video[None]
+    encoded = encode_caption(corpus_clip.caption, model.config.max_text_len, tokenizer)
+    out = model(video, encoded.input_ids[None], encoded.attention_mask[None], shuffle_patches=False)
+    own = model.norm(model.embed_video(video))[:, :, model.config.num_prefix_tokens :]
+    assert not torch.equal(out.video_frame_tokens[:, :, model.config.num_prefix_tokens :], own)
+    torch.testing.assert_close(frame_patches(model, out), own)
+    result = run_cloze(model, corpus_clip, words=[0], tokenizer=tokenizer)
+    ids = mask_caption(encoded, [0], tokenizer.mask_token_id)[None]
+    masked = model(video, ids, encoded.attention_mask[None], shuffle_patches=False)
+    sources = source_tokens(ids, encoded.attention_mask[None], tokenizer.cls_token_id, tokenizer.sep_token_id)
+    plans = word_patch_plans(masked.text_tokens, sources, model.norm(model.embed_video(video))[:, :, 1:])[0]
+    torch.testing.assert_close(result.plans[0], word_plan(plans, encoded.words[0].pieces))
 
 
 def test_threshold_keeps_entries_above_a_fraction_of_the_peak():

@@ -25,7 +25,15 @@ from .measure import (
     throughput,
 )
 from .pretrained import LoadReport, image_normalization, initialize_from_timm, load_backbone_weights, timm_tag
-from .temporal import ChannelShift, TokenRolling, roll_positions, roll_tokens, shift_channels
+from .temporal import (
+    ChannelShift,
+    TokenRolling,
+    restore_frame_order,
+    roll_positions,
+    roll_tokens,
+    shift_channels,
+    token_origins,
+)
 
 
 def build_model(config: ModelConfig | None = None, **overrides) -> AllInOne:
@@ -70,10 +78,12 @@ __all__ = [
     "load_backbone_weights",
     "load_checkpoint",
     "read_checkpoint",
+    "restore_frame_order",
     "roll_positions",
     "roll_tokens",
     "save_converted",
     "shift_channels",
+    "token_origins",
     "throughput",
     "timm_tag",
     "to_released_state_dict",

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from .blocks import AllInOneBlock, DecoupledBlock, Layout, TimeSformerBlock
 from .config import ModelConfig
 from .heads import MCHead, MLMHead, Pooler, QAHead, VTCHead, VTMHead
-from .temporal import ChannelShift, TokenRolling
+from .temporal import ChannelShift, TokenRolling, token_origins
 
 TEXT, VIDEO = 0, 1
 
@@ -33,7 +33,9 @@ class AllInOneOutput:
     Attributes:
         text_tokens: ``(B, m, D)`` or None when no text was given.
         video_tokens: ``(B, L, D)`` visual tokens (CLS [+ dist] then patches in raster order) or None.
-        video_frame_tokens: ``(B, S, L, D)`` the same before the frame average (for per-frame maps).
+        video_frame_tokens: ``(B, S, L, D)`` the same before the frame average, by frame slot: with token
+            rolling a slot holds tokens that came from other frames (:meth:`AllInOne.token_origins`;
+            :func:`~allinone_lab.model.temporal.restore_frame_order` puts them back, for per-frame maps).
         pooled: ``(B, D)`` ``tanh(Linear(text CLS))`` or None when no text was given.
         text_mask: ``(B, m)`` the attention mask of the text, or None.
     """
@@ -256,6 +258,19 @@ class AllInOne(nn.Module):
             pooled=pooled,
             text_mask=text_mask,
         )
+
+    def token_origins(self, num_frames: int, with_text: bool = True, num_visual: int | None = None) -> Tensor:
+        """``(depth, S, L)`` int64: the frame each visual token came from when each block's attention runs;
+        the last block's entry also holds for :attr:`AllInOneOutput.video_frame_tokens` (token rolling
+        permutes tokens across frames, and the permutation persists). See :func:`.temporal.token_origins`.
+
+        ``with_text=False``: video-only input, rolled only with ``config.roll_unimodal``. Patches in raster
+        order (``shuffle_patches=False``). ``num_visual``: visual tokens per frame (default: the config's).
+        """
+        modules = [getattr(block, "temporal", None) for block in self.blocks]
+        if not with_text and not self.config.roll_unimodal:
+            modules = [None] * len(modules)
+        return token_origins(modules, num_frames, self.config.visual_len if num_visual is None else num_visual)
 
     def _attn_mask(self, text_mask: Tensor | None, frames: int, length: int) -> Tensor | None:
         """Boolean ``(B*frames, 1, 1, length)`` key mask hiding padded text positions, or None."""

@@ -14,8 +14,10 @@ Recorded shapes (per block ``i``):
 * ``extra["text_attn"][i]`` ``(B*S, heads, m, m)`` and ``extra["video_attn"][i]``
   ``(B, heads, S*L, S*L)``: the decoupled variant's unimodal attentions.
 
-Rolling acts *before* a block's attention, so in a rolled block the visual positions returned by
-:attr:`AttentionMaps.rolled` hold tokens that came from the neighbouring frames.
+Rolling acts *before* a block's attention: :attr:`AttentionMaps.rolled` gives the positions each block
+rolls (their tokens move one frame). The permutation persists through the later blocks, so a position rolled
+by several blocks holds a token displaced by all of them; :attr:`AttentionMaps.origins` gives the frame every
+token came from, block by block.
 """
 
 from __future__ import annotations
@@ -151,8 +153,11 @@ class AttentionMaps:
         text_len: ``m``, text tokens at the start of every sequence.
         visual_len: ``L``, visual tokens per frame (CLS [+ dist] + patches).
         temporal: the model's temporal mode.
-        rolled: ``{block index: (from_previous, from_next)}`` visual positions (0 = video CLS) that hold the
-            previous / next frame's token when the block's attention runs; empty without rolling.
+        rolled: ``{block index: (from_previous, from_next)}`` visual positions (0 = video CLS) to which the
+            block, just before its attention, moves the previous / next frame slot's token; empty without
+            rolling.
+        origins: ``(layers, S, L)`` the frame each visual token came from when each block's attention runs
+            (:meth:`AllInOne.token_origins`).
         text_mask: ``(B, m)`` or None.
     """
 
@@ -163,6 +168,7 @@ class AttentionMaps:
     visual_len: int
     temporal: str
     rolled: dict[int, tuple[Tensor, Tensor]]
+    origins: Tensor
     text_mask: Tensor | None
 
     @property
@@ -200,6 +206,7 @@ def attention_maps(
             output = model(video, text_ids, text_mask, shuffle_patches=False)
         visual_len = output.video_frame_tokens.shape[2]
         rolled = rolled_positions(model, visual_len) if video.shape[1] > 1 else {}
+        origins = model.token_origins(video.shape[1], num_visual=visual_len)
     finally:
         model.train(was_training)
     return AttentionMaps(
@@ -210,5 +217,6 @@ def attention_maps(
         visual_len=visual_len,
         temporal=model.config.temporal,
         rolled=rolled,
+        origins=origins,
         text_mask=text_mask,
     )

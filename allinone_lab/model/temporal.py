@@ -8,6 +8,7 @@ Both act on the visual tokens of a joint sequence laid out per frame as
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -187,6 +188,47 @@ class TokenRolling(nn.Module):
             return roll_block_tokens(x, num_frames, visual_start, int(num_visual * self.ratio / 2))
         prev, nxt = self.positions(num_visual, x.device)
         return roll_tokens(x, num_frames, visual_start, prev, nxt)
+
+
+@torch.no_grad()
+def token_origins(temporal_modules: Sequence[nn.Module | None], num_frames: int, num_visual: int) -> Tensor:
+    """The frame each visual token came from, ``(layers, S, L)`` int64, when each layer's attention runs.
+
+    Rolling permutes tokens across frames and the permutation persists through the later blocks: in layer
+    ``i``, frame slot ``s`` holds at position ``j`` the token of frame ``origins[i, s, j]``; the last layer's
+    entry also holds for the backbone's output. Each layer's positions are those of the module in eval mode
+    (``random`` draws fixed positions there). Channel shift and layers without a temporal module move no
+    tokens.
+
+    Args:
+        temporal_modules: one entry per layer: its temporal module or None.
+        num_frames: ``S``; num_visual: ``L``, visual tokens per frame (CLS first).
+    """
+    origin = torch.arange(num_frames, dtype=torch.float32)[:, None, None].expand(num_frames, num_visual, 1)
+    origin = origin.contiguous()
+    layers = []
+    for module in temporal_modules:
+        if isinstance(module, TokenRolling):
+            was_training = module.training
+            module.eval()
+            try:
+                origin = module(origin, num_frames, 0)
+            finally:
+                module.train(was_training)
+        layers.append(origin[..., 0].round().long())
+    if not layers:
+        return torch.empty(0, num_frames, num_visual, dtype=torch.long)
+    return torch.stack(layers)
+
+
+def restore_frame_order(frame_tokens: Tensor, origins: Tensor) -> Tensor:
+    """Put every token back in the frame it came from: ``(B, S, L, D)`` tokens by frame slot and
+    ``(S, L)`` origins (a layer of :func:`token_origins`) -> ``(B, S, L, D)`` tokens by frame."""
+    batch, frames, length, dim = frame_tokens.shape
+    if origins.shape != (frames, length):
+        raise ValueError(f"origins of shape {tuple(origins.shape)} do not match {frames} frames of {length} tokens")
+    index = origins.to(frame_tokens.device)[None, :, :, None].expand(batch, frames, length, dim)
+    return torch.zeros_like(frame_tokens).scatter_(1, index, frame_tokens)
 
 
 class ChannelShift(nn.Module):

@@ -7,7 +7,8 @@ transport between the caption's token features and the patch features (cosine co
 row of the plan, normalised, is its distribution over patches; entries above a threshold are overlaid on
 the frames.
 
-Transport runs between all real caption tokens (``[MASK]`` included; ``[CLS]``, ``[SEP]`` and padding
+Patch features are taken in the frame each token came from: token rolling permutes tokens across frames and
+the permutation persists to the output (:func:`frame_patches`). Transport runs between all real caption tokens (``[MASK]`` included; ``[CLS]``, ``[SEP]`` and padding
 excluded) and the patches, with uniform marginals. With a single word the plan would be uniform whatever
 the features: the other words compete for the patches. ``scope="frame"`` solves one problem per frame
 (each frame's patches; every frame's map sums to 1), ``scope="clip"`` one problem over all frames' patches.
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data import load_tokenizer
-from ..model import AllInOne
+from ..model import AllInOne, AllInOneOutput, restore_frame_order
 from ..ot import cosine_cost, transport_plan
 from .sources import Clip
 from .words import is_default_cloze_word, word_class, word_kind
@@ -166,6 +167,17 @@ def source_tokens(input_ids: Tensor, attention_mask: Tensor, cls_id: int, sep_id
     """Boolean ``(B, m)``: the real caption tokens that take part in transport (``[MASK]`` included,
     ``[CLS]``, ``[SEP]`` and padding excluded)."""
     return attention_mask.bool() & (input_ids != cls_id) & (input_ids != sep_id)
+
+
+def frame_patches(model: AllInOne, output: AllInOneOutput) -> Tensor:
+    """``(B, S, N, D)``: each frame's patch features from a joint forward pass, every token in the frame it
+    came from (token rolling leaves rolled tokens in other frames' slots; see :meth:`AllInOne.token_origins`)."""
+    tokens = output.video_frame_tokens
+    origins = model.token_origins(tokens.shape[1], with_text=output.text_tokens is not None,
+                                  num_visual=tokens.shape[2])  # fmt: skip
+    if len(origins):
+        tokens = restore_frame_order(tokens, origins[-1])
+    return tokens[:, :, model.config.num_prefix_tokens :]
 
 
 @torch.no_grad()
@@ -309,8 +321,7 @@ def run_cloze(model: AllInOne, clip: Clip, caption: str | None = None, words: It
     logits = model.mlm_logits(out)[0]
     predictions = [WordPrediction(encoded.words[i], top_k_tokens(logits, encoded.words[i].pieces, top_k, tok))
                    for i in masked]  # fmt: skip
-    prefix = model.config.num_prefix_tokens
-    patches = out.video_frame_tokens[:, :, prefix:]
+    patches = frame_patches(model, out)
     sources = source_tokens(ids[None], encoded.attention_mask[None], tok.cls_token_id, tok.sep_token_id)
     plans = word_patch_plans(out.text_tokens, sources.to(device), patches, solver, scope, **solver_kwargs)[0]
     frames, height, width = clip.video.shape[0], clip.video.shape[-2], clip.video.shape[-1]
@@ -452,7 +463,6 @@ def cloze_alignment(model: AllInOne, dataset: Any, num_items: int | None = None,
     if not chosen:
         raise ValueError(f"cloze_alignment: no items of kinds {list(kinds)} in the dataset")
     device = next(model.parameters()).device
-    prefix = model.config.num_prefix_tokens
     model.eval()
     items: list[dict[str, Any]] = []
     for start in range(0, len(chosen), batch_size):
@@ -463,7 +473,7 @@ def cloze_alignment(model: AllInOne, dataset: Any, num_items: int | None = None,
         labels = batch["mlm_labels"]
         predicted = model.mlm_logits(out).argmax(-1).cpu()
         sources = source_tokens(ids, attention, tok.cls_token_id, tok.sep_token_id).to(device)
-        plans = word_patch_plans(out.text_tokens, sources, out.video_frame_tokens[:, :, prefix:], solver, scope,
+        plans = word_patch_plans(out.text_tokens, sources, frame_patches(model, out), solver, scope,
                                  **solver_kwargs).cpu()  # fmt: skip
         for row, index in enumerate(indices):
             asked = (labels[row] != -100).nonzero().squeeze(1).tolist()
