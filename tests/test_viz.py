@@ -274,6 +274,13 @@ def test_corpus_measurement_agrees_with_the_single_clip_path(bundle):
     visible = clip.object_mask(1).flatten(1).any(1)
     assert item["mass_in_mask"] == pytest.approx(float(result.mass_in_mask()[0][visible].mean()), abs=1e-5)
     assert item["uniform"] == pytest.approx(float(result.uniform_mass_in_mask()[visible].mean()), abs=1e-6)
+    # Every patch receives the same mass, so over all the caption's words (masked and unmasked) the object's
+    # share is exactly the uniform one: the unmasked words' rows account for every other caption token.
+    visible = stats["visible_rows"]
+    assert {r["kind"] for r in visible} <= {"shape", "colour", "size", "direction", "event", "function", "other"}
+    total = sum(it["mass_in_mask"] for it in stats["items"]) + sum(r["words"] * r["mass_in_mask"] for r in visible)
+    share = sum(it["uniform"] for it in stats["items"]) + sum(r["words"] * r["uniform"] for r in visible)
+    assert total == pytest.approx(share, rel=1e-3)
     with pytest.raises(ValueError, match="no items of kinds"):
         cloze_alignment(bundle.model, ds, kinds=("adverb",))
 

@@ -35,7 +35,7 @@ FIG6_DATA = "fig6_examples.pt"
 
 def pretrained_bundle(ctx: Context, name: str, checkpoint: str | None, steps: int | None,
                       overrides: dict[str, Any] | None = None) -> tuple[ModelBundle, str]:
-    """The model of ``checkpoint``, or one pre-trained (VTM + MLM) with the scale's preset and ``overrides``
+    """The model of ``checkpoint``, or one pre-trained (the preset's losses) with the scale's preset and ``overrides``
     for ``steps`` steps (None: by scale, see :func:`pretraining.pretrain_steps`) into
     ``ctx.run_dir(name)/pretrain`` (a finished run there is reused). Returns the bundle and a line saying
     where the model came from."""
@@ -137,8 +137,9 @@ def run_fig6(params: dict[str, Any], ctx: Context) -> Result:
     ds = corpus_dataset("cloze", "test", bundle.data, bundle.corpus, train=False, with_masks=True)
     stats = cloze_alignment(bundle.model, ds, params["items"], KINDS, solver=params["solver"], scope=params["scope"])
     rows = [{"kind": r["kind"], "items": r["items"], "mass in mask": r["mass_in_mask"], "uniform plan": r["uniform"],
-             "ratio": r["ratio"], "frames above uniform": r["frames_above_uniform"],
-             "cloze accuracy": r["cloze_accuracy"]} for r in stats["rows"]]  # fmt: skip
+             "ratio": r["ratio"], "items above uniform": r["items_above_uniform"],
+             "frames above uniform": r["frames_above_uniform"], "cloze accuracy": r["cloze_accuracy"]}
+            for r in stats["rows"]]  # fmt: skip
     metrics = {f"{key}_{r['kind']}": r[field] for r in stats["rows"]
                for key, field in (("mass_in_mask", "mass_in_mask"), ("uniform", "uniform"), ("ratio", "ratio"))}
     examples = []

@@ -449,10 +449,13 @@ def cloze_alignment(model: AllInOne, dataset: Any, num_items: int | None = None,
         object_label: the mask label of the object the cloze word describes (1: the caption's first object).
 
     Returns:
-        ``{"rows": [...], "items": [...]}``. A row per kind (and ``all``): ``items``, ``mass_in_mask`` (mean
-        over items of the mean over frames where the object is visible), ``uniform``, ``ratio``,
-        ``frames_above_uniform`` (mean count of frames whose in-mask mass beats the uniform plan's),
-        ``items_in_several_frames`` (share of items with at least two such frames) and ``cloze_accuracy``.
+        ``{"rows": [...], "items": [...], "visible_rows": [...]}``. A row per kind (and ``all``): ``items``,
+        ``mass_in_mask`` (mean over items of the mean over frames where the object is visible), ``uniform``,
+        ``ratio``, ``frames_above_uniform`` (mean count of frames whose in-mask mass beats the uniform plan's),
+        ``items_in_several_frames`` (share of items with at least two such frames), ``items_above_uniform``
+        (share of items whose mass in the mask beats the uniform plan's) and ``cloze_accuracy``.
+        ``visible_rows``: the same mass for the caption's other, unmasked words, by their corpus kind
+        (``function`` for function words, ``other`` for the rest): which words the object's patches go to.
     """
     from ..data import collate
 
@@ -465,6 +468,7 @@ def cloze_alignment(model: AllInOne, dataset: Any, num_items: int | None = None,
     device = next(model.parameters()).device
     model.eval()
     items: list[dict[str, Any]] = []
+    visible_words: dict[str, list[tuple[float, float]]] = {}
     for start in range(0, len(chosen), batch_size):
         indices = chosen[start : start + batch_size]
         batch = collate([dataset[i] for i in indices])
@@ -488,6 +492,13 @@ def cloze_alignment(model: AllInOne, dataset: Any, num_items: int | None = None,
                           "uniform": float(uniform[visible].mean()) if visible.any() else float("nan"),
                           "frames_above_uniform": int((inside[visible] > uniform[visible]).sum()),
                           "correct": bool((predicted[row, asked] == labels[row, asked]).all())})  # fmt: skip
+            if visible.any():
+                for position in sources[row].nonzero().squeeze(1).tolist():
+                    if position not in asked:
+                        token = tok.convert_ids_to_tokens(int(ids[row, position]))
+                        kind = word_kind(token) or ("function" if word_class(token) == "function" else "other")
+                        share = mass_in_mask(plans[row, position], mask)[visible].mean()
+                        visible_words.setdefault(kind, []).append((float(share), float(uniform[visible].mean())))
     rows = []
     for kind in [*kinds, "all"]:
         group = [it for it in items if (kind == "all" or it["kind"] == kind) and not np.isnan(it["mass_in_mask"])]
@@ -499,5 +510,11 @@ def cloze_alignment(model: AllInOne, dataset: Any, num_items: int | None = None,
                      "ratio": inside / uniform if uniform > 0 else float("nan"),
                      "frames_above_uniform": float(np.mean([it["frames_above_uniform"] for it in group])),
                      "items_in_several_frames": float(np.mean([it["frames_above_uniform"] >= 2 for it in group])),
+                     "items_above_uniform": float(np.mean([it["mass_in_mask"] > it["uniform"] for it in group])),
                      "cloze_accuracy": 100.0 * float(np.mean([it["correct"] for it in group]))})  # fmt: skip
-    return {"rows": rows, "items": items, "solver": solver, "scope": scope}
+    visible_rows = []
+    for kind, pairs in sorted(visible_words.items()):
+        inside, uniform = (float(np.mean(values)) for values in zip(*pairs, strict=True))
+        visible_rows.append({"kind": kind, "words": len(pairs), "mass_in_mask": inside, "uniform": uniform,
+                             "ratio": inside / uniform if uniform > 0 else float("nan")})  # fmt: skip
+    return {"rows": rows, "items": items, "visible_rows": visible_rows, "solver": solver, "scope": scope}
