@@ -151,5 +151,9 @@ def test_attention_maps_restore_mode_and_report_layout():
     # Eval-mode random positions are fixed by the seed, so a second call agrees.
     again = rolled_positions(model.eval())
     assert all(torch.equal(maps.rolled[i][0], again[i][0]) for i in again)
+    # Where every token came from, block by block: random rolling's eval-mode positions, as the maps used.
+    assert maps.origins.shape == (cfg.num_layers, 3, cfg.visual_len)
+    assert torch.equal(maps.origins, model.token_origins(3)) and (maps.origins[:, :, 0] == torch.arange(3)).all()
     no_roll = attention_maps(AllInOne(tiny(roll_ratio=0.0)).eval(), video, ids, mask)
     assert no_roll.rolled == {}
+    assert torch.equal(no_roll.origins, torch.arange(3)[None, :, None].expand(cfg.num_layers, 3, cfg.visual_len))
