@@ -35,8 +35,8 @@ FIG6_DATA = "fig6_examples.pt"
 
 def pretrained_bundle(ctx: Context, name: str, checkpoint: str | None, steps: int | None,
                       overrides: dict[str, Any] | None = None) -> tuple[ModelBundle, str]:
-    """The model of ``checkpoint``, or one pre-trained (the preset's losses) with the scale's preset and ``overrides``
-    for ``steps`` steps (None: by scale, see :func:`pretraining.pretrain_steps`) into
+    """The model of ``checkpoint``, or one pre-trained (with the preset's losses) with the scale's preset and
+    ``overrides`` for ``steps`` steps (None: by scale, see :func:`pretraining.pretrain_steps`) into
     ``ctx.run_dir(name)/pretrain`` (a finished run there is reused). Returns the bundle and a line saying
     where the model came from."""
     if checkpoint is not None:

@@ -123,11 +123,11 @@ def preset(name: str, variant: str | None = None) -> Experiment:
             corpus=CorpusConfig(size="smoke", image_size=32, num_frames=8),
         )
     if name == "cpu":
-        # 1,500 VTM + MLM (+ word-patch OT) steps: about 13 minutes of training on two CPU cores, plus the curve evaluations
-        # (benchmarks/RESULTS.md, CPU learning check). What makes direction words learnable at this budget:
-        # each sampled frame moves the object by more than a 16-px patch (3 stored frames, 21-px steps at
-        # 64 px), objects stay inside the frame (bounded motion), sine-cosine starting positions, few blocks
-        # with many heads, rolling at 0.5 that alternates between the top/bottom patch rows and the
+        # 1,500 VTM + MLM + word-patch OT steps: about 14 minutes of training on two CPU cores, plus the curve
+        # evaluations (benchmarks/RESULTS.md, CPU learning check). What makes direction words learnable at
+        # this budget: each sampled frame moves the object by more than a 16-px patch (3 stored frames, 21-px
+        # steps at 64 px), objects stay inside the frame (bounded motion), sine-cosine starting positions, few
+        # blocks with many heads, rolling at 0.5 that alternates between the top/bottom patch rows and the
         # left/right patch columns of the 4x4 grid (block rows alone never tell left from right), one moving
         # object per clip, the direction word always masked, and VTM negatives that reverse the direction.
         # The word-patch optimal-transport term (weight 0.1, as in UNITER and ViLT; not in the paper's

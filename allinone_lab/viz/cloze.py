@@ -8,10 +8,11 @@ row of the plan, normalised, is its distribution over patches; entries above a t
 the frames.
 
 Patch features are taken in the frame each token came from: token rolling permutes tokens across frames and
-the permutation persists to the output (:func:`frame_patches`). Transport runs between all real caption tokens (``[MASK]`` included; ``[CLS]``, ``[SEP]`` and padding
-excluded) and the patches, with uniform marginals. With a single word the plan would be uniform whatever
-the features: the other words compete for the patches. ``scope="frame"`` solves one problem per frame
-(each frame's patches; every frame's map sums to 1), ``scope="clip"`` one problem over all frames' patches.
+the permutation persists to the output (:func:`frame_patches`). Transport runs between all real caption
+tokens (``[MASK]`` included; ``[CLS]``, ``[SEP]`` and padding excluded) and the patches, with uniform
+marginals. With a single word the plan would be uniform whatever the features: the other words compete for
+the patches. ``scope="frame"`` solves one problem per frame (each frame's patches; every frame's map sums to
+1), ``scope="clip"`` one problem over all frames' patches.
 
 Measurement (the corpus knows where each object is): :func:`mass_in_mask` is the fraction of a plan's mass
 inside an object's mask, per frame; :func:`uniform_mass_in_mask` the same for a uniform plan (the object's
