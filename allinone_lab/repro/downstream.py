@@ -110,7 +110,7 @@ def pretrained(ctx: Context, params: dict[str, Any], name: str = "pretrain",
                            "train.checkpoint_every": min(base.train.checkpoint_every, steps),
                            "train.log_every": min(base.train.log_every, max(1, steps // 10))})
     checkpoint = jobs.pretrain(exp, ctx.run_dir(name) / "pretrain", progress=ctx.progress)
-    losses = " + ".join(f"{name.upper()} {weight:g}" for name, weight in exp.train.loss_weights.items() if weight)
+    losses = " + ".join(f"{loss.upper()} {weight:g}" for loss, weight in exp.train.loss_weights.items() if weight)
     return checkpoint, f"pre-trained here for {steps} steps ({losses}) on the built-in corpus '{exp.corpus.size}'"
 
 
