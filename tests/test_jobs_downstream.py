@@ -27,6 +27,7 @@ from allinone_lab.train.jobs import (
     multiple_choice_accuracy,
     retrieval_evaluation,
 )
+from allinone_lab.train.preflight import PreflightError
 from allinone_lab.train.presets import preset
 
 SMOKE = preset("smoke")
@@ -199,8 +200,9 @@ def test_prepared_dataset_errors_name_the_file_and_what_is_expected(tmp_path):
     ego = tmp_path / "ego"
     ego.mkdir()
     (ego / "manifest.json").write_text(json.dumps({"dataset": "ego4d-mc"}))
-    with pytest.raises(MissingSplitError, match="ego4d-mc .* no 'train' split"):
+    with pytest.raises(PreflightError, match="(?s)2 problems.*ego4d-mc .* no 'train' split.*val.jsonl' not found"):
         finetune(SMOKE.override(data_root=str(ego)), "mc", tmp_path / "ego_run", 2, progress=False)
+    assert not (tmp_path / "ego_run").exists()  # stopped before any work
 
 
 def test_qa_on_a_prepared_dataset_selects_on_its_val_split(tmp_path):

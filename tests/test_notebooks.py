@@ -1,6 +1,7 @@
 """Every notebook in notebooks/ and reproductions/: committed clean (no outputs, a parameters cell of
 literals, thin cells), in the reproduction shape where it reproduces a table or figure, and executable
-through papermill at scale="smoke" (writing results.json for the reproductions)."""
+through papermill: the tutorials at scale="smoke", every reproduction at scale="rehearsal" (the paper's
+code path on release-format fixtures, writing results.json in the paper's columns)."""
 
 import ast
 import json
@@ -15,6 +16,7 @@ import pytest
 
 from allinone_lab import repro
 from allinone_lab.data import build_corpus
+from allinone_lab.data.fixtures import build_release_root
 from allinone_lab.train.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +77,7 @@ def test_hygiene(path):
     assert all("parameters" not in c.metadata.get("tags", []) for c in cells[1:])
     params = _parameters(cells[0])
     assert {"scale", "output_dir"} <= set(params), f"{path.name}: scale and output_dir must be parameters"
-    assert params["scale"] in ("smoke", "cpu", "paper")
+    assert params["scale"] in ("smoke", "cpu", "rehearsal", "paper")
     unread = sorted(set(params) - set(papermill.inspect_notebook(str(path))))
     assert not unread, f"{path.name}: papermill cannot read parameter(s) {unread}; simplify their comments"
 
@@ -98,6 +100,11 @@ def test_reproduction_notebook_shape(path):
     assert lines[1:] == (["repro.plot(result)"] if reproduction.plot is not None else [])
 
 
+def scale_of(path: Path) -> str:
+    """The scale a notebook is executed at here."""
+    return "rehearsal" if path.parent.name == "reproductions" else "smoke"
+
+
 def _workers() -> int:
     """Notebooks executed at once: each kernel is its own process and smoke runs use one torch thread."""
     try:
@@ -108,12 +115,14 @@ def _workers() -> int:
 
 @pytest.fixture(scope="session")
 def executed(request, tmp_path_factory):
-    """Execute every selected notebook once (``_workers()`` at a time) with scale="smoke" and an output_dir
-    in a temporary directory; maps each path to (run directory, seconds, exception or None)."""
+    """Execute every selected notebook once (``_workers()`` at a time), tutorials at scale="smoke" and
+    reproductions at scale="rehearsal", with an output_dir in a temporary directory; maps each path to (run
+    directory, seconds, exception or None)."""
     root = tmp_path_factory.mktemp("executed")
     build_corpus(preset("smoke").corpus)  # once, before kernels that would otherwise build it side by side
+    build_release_root()
     selected = [item.callspec.params["path"] for item in request.session.items
-                if item.originalname == "test_executes_at_smoke_scale"]
+                if item.originalname == "test_executes"]
 
     def run(path: Path):
         where = root / f"{path.parent.name}-{path.stem}"
@@ -121,20 +130,30 @@ def executed(request, tmp_path_factory):
         start = time.perf_counter()
         try:
             papermill.execute_notebook(str(path), str(where / path.name), kernel_name="python3", progress_bar=False,
-                                       parameters={"scale": "smoke", "output_dir": str(where / "out")},
+                                       parameters={"scale": scale_of(path), "output_dir": str(where / "out")},
                                        cwd=str(where))
             error = None
         except Exception as exc:  # reported by the notebook's own test
             error = exc
         return path, (where, time.perf_counter() - start, error)
 
-    with ThreadPoolExecutor(_workers()) as pool:
-        return dict(pool.map(run, selected))
+    workers = _workers()
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if workers > 1:  # kernels side by side: one compute thread each, so they do not oversubscribe the cores
+        os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            return dict(pool.map(run, selected))
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
-def test_executes_at_smoke_scale(path, executed):
+def test_executes(path, executed):
     where, seconds, error = executed[path]
     if error is not None:
         raise error
@@ -146,7 +165,7 @@ def test_executes_at_smoke_scale(path, executed):
         record = json.loads((out / repro.RESULTS_FILE).read_text())
         assert set(record) == set(repro.RESULT_FIELDS)
         assert record["name"] == path.stem
-        assert record["params"]["scale"] == "smoke" and record["params"]["output_dir"] == str(out)
+        assert record["params"]["scale"] == "rehearsal" and record["params"]["output_dir"] == str(out)
         assert record["rows"] or record["metrics"], f"{path.name}: measured nothing"
         assert record["paper"] is not None and record["wall_seconds"] > 0
     elif path.stem == "pretraining":

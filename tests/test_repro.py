@@ -62,7 +62,7 @@ def test_check_parameters_types_and_defaults(fake):
     ({"mode": "c"}, "parameter mode='c': expected one of ['a', 'b']"),
     ({"count": 2.5}, "parameter count=2.5: expected an integer or None"),
     ({"flag": "maybe"}, "parameter flag='maybe': expected true or false"),
-    ({"scale": "huge"}, "parameter scale='huge': expected one of ['smoke', 'cpu', 'paper']"),
+    ({"scale": "huge"}, "parameter scale='huge': expected one of ['smoke', 'cpu', 'rehearsal', 'paper']"),
     ({"seed": None}, "parameter seed=None: expected an integer"),
     ({"device": "gpu"}, "parameter device='gpu': expected auto, cpu, cuda, cuda:N or mps"),
     ({"colour": 1}, "unknown parameter(s) ['colour']"),
@@ -91,7 +91,7 @@ def test_context_experiment_and_run_dir(tmp_path):
     exp = ctx.experiment(**{"model.roll_ratio": 0.5})
     assert exp.train.seed == 7 and exp.train.device == "cpu" and exp.model.roll_ratio == 0.5
     assert exp.model.width == 64  # the smoke preset
-    assert ctx.run_dir("arm").is_dir() and ctx.run_dir("arm") == tmp_path / "runs" / "arm"
+    assert ctx.run_dir("arm").is_dir() and ctx.run_dir("arm") == tmp_path / "runs" / "smoke" / "arm"
 
 
 def test_resolve_device():
@@ -213,7 +213,8 @@ def test_show_matches_on_match_keys_and_case_and_frame_notation():
     table6 = paper.table_dict("table6")
     _, rows = comparison_rows(table6, [{"init": "Scratch", "steps": 40, "zero-shot MC": 25.0}])
     matched = [r for r in rows if r[-1] == 25.0]
-    assert [r[:2] for r in matched] == [["scratch", 200_000], ["scratch", 800_000]]  # both scratch rows
+    # once, beside the paper's first (200K) scratch row, with the steps it ran beside the paper's
+    assert [r[:3] for r in matched] == [["scratch", 200_000, 40]]
     table4 = paper.table_dict("table4")
     _, rows = comparison_rows(table4, [{"dataset": "LSMDC", "method": "All-in-one-B", "frames": "3 × 3",
                                         "Accuracy": 50.0}])

@@ -15,6 +15,7 @@ from .datasets import (
     collate,
     load_answer_vocab,
 )
+from .mixture import MixtureDataset
 from .table import AnnotationTable, iter_records
 from .text import (
     DIRECTION_WORDS,
@@ -59,6 +60,7 @@ __all__ = [
     "ClozeDataset",
     "CorpusConfig",
     "MultipleChoiceDataset",
+    "MixtureDataset",
     "OpenQADataset",
     "PairsDataset",
     "RetrievalDataset",

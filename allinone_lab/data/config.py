@@ -44,6 +44,9 @@ class DataConfig(ConfigBase):
     on_error: str = "raise"  # "raise" or "skip"
     max_skips_per_item: int = 10  # on_error="skip": replacements tried for one item before giving up
     tokenizer_path: str | None = None  # explicit vocab.txt / tokenizer directory (first in the offline order)
+    # Pre-training mixture: prepared pair datasets under data_root and their shares of each epoch, e.g.
+    # {"webvid": 0.5, "howto100m": 0.5}; None: the built-in corpus, or data_root's only dataset.
+    pretrain_datasets: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         self.mean = tuple(float(v) for v in self.mean)
@@ -73,4 +76,10 @@ class DataConfig(ConfigBase):
             raise bad("on_error", f"one of {list(ON_ERROR_MODES)}")
         if self.max_skips_per_item < 1:
             raise bad("max_skips_per_item", "an integer >= 1")
+        mix = self.pretrain_datasets
+        if mix is not None and (not isinstance(mix, dict) or not mix
+                                or any(not isinstance(k, str) or not isinstance(v, int | float) or v < 0
+                                       for k, v in mix.items())
+                                or not any(v > 0 for v in mix.values())):
+            raise bad("pretrain_datasets", "None or a dict {dataset name: non-negative share}, one share positive")
 

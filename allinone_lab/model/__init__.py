@@ -24,7 +24,15 @@ from .measure import (
     dummy_inputs,
     throughput,
 )
-from .pretrained import LoadReport, image_normalization, initialize_from_timm, load_backbone_weights, timm_tag
+from .pretrained import (
+    LoadReport,
+    MissingWeightsError,
+    image_normalization,
+    initialize_from_timm,
+    load_backbone_weights,
+    require_init_weights,
+    timm_tag,
+)
 from .temporal import (
     ChannelShift,
     TokenRolling,
@@ -38,8 +46,12 @@ from .temporal import (
 
 def build_model(config: ModelConfig | None = None, **overrides) -> AllInOne:
     """Build an :class:`AllInOne` from ``config`` (default: ``ModelConfig()``) with field overrides, and
-    initialise its backbone as ``config.init`` says (timm weights from ``config.init_file`` or the hub)."""
+    initialise its backbone as ``config.init`` says (timm weights from ``config.init_file`` or the local
+    Hugging Face cache; never downloaded: a missing file raises ``MissingWeightsError`` before the model is
+    built, with the command that fetches it)."""
     config = (config or ModelConfig()).replace(**overrides) if overrides else (config or ModelConfig())
+    if config.init != "scratch":
+        require_init_weights(config)
     model = AllInOne(config)
     if config.init != "scratch":
         model.init_report = initialize_from_timm(model)
@@ -75,6 +87,8 @@ __all__ = [
     "image_normalization",
     "infer_config",
     "initialize_from_timm",
+    "MissingWeightsError",
+    "require_init_weights",
     "load_backbone_weights",
     "load_checkpoint",
     "read_checkpoint",

@@ -100,7 +100,7 @@ class ModelConfig(ConfigBase):
 
     # Initialisation (Table 6).
     init: str = "scratch"
-    init_file: str | None = None  # local timm checkpoint (offline); None: timm's hub tag
+    init_file: str | None = None  # local timm checkpoint; None: the local Hugging Face cache (never downloaded)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -4,6 +4,7 @@
         [-p scale=smoke ...] --out DIR [--jobs N]
     python -m allinone_lab.repro report DIR [--out report.md] [--html report.html]
     python -m allinone_lab.repro list
+    python -m allinone_lab.repro check [--scale paper] [--data-root ROOT] [NAME ...]
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("list", help="list the registered reproductions and their parameters")
 
+    check = sub.add_parser("check", help="preflight every reproduction on one data root without training: one "
+                                         "line each, ready or what is missing")
+    check.add_argument("names", nargs="*", help="reproductions to check (default: all)")
+    check.add_argument("--scale", default="paper", help="the scale to check (default: paper)")
+    check.add_argument("--data-root", default=None, help="directory of prepared datasets (rehearsal without one: "
+                                                         "the release-format fixtures)")
+    check.add_argument("--device", default="auto")
+    check.add_argument("--output-dir", default=None, help="where the runs would write, checked for space and "
+                                                          "writability (default: a temporary directory)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "sweep":
@@ -57,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from . import REPRODUCTIONS
 
+        if args.command == "check":
+            return _check(args, REPRODUCTIONS)
+
         for name, reproduction in sorted(REPRODUCTIONS.items()):
             knobs = ", ".join(f"{p.name}={p.default!r}" for p in reproduction.params)
             print(f"{name}: {reproduction.title}" + (f" [{knobs}]" if knobs else ""))
@@ -64,6 +78,28 @@ def main(argv: list[str] | None = None) -> int:
     except (SweepError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _check(args: argparse.Namespace, reproductions: dict) -> int:
+    """One line per reproduction: ready, or what is missing; exit status 1 when any is not ready."""
+    import tempfile
+
+    from .run import check_reproduction
+
+    names = args.names or sorted(reproductions)
+    unknown = sorted(set(names) - set(reproductions))
+    if unknown:
+        raise ValueError(f"unknown reproduction(s) {unknown}; expected some of {sorted(reproductions)}")
+    width = max(len(n) for n in names)
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="allinone-check-") as scratch:
+        for name in names:
+            params = {"scale": args.scale, "data_root": args.data_root, "device": args.device,
+                      "output_dir": f"{args.output_dir or scratch}/{name}"}
+            line = check_reproduction(name, params)
+            failed += not line.startswith("ready")
+            print(f"{name:<{width}}  {line}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ def context(scale: str, data_root: str | None = None, output_dir: str | Path = "
 
 
 def selected_model(ctx: Context, run: str) -> tuple[AllInOne, Experiment]:
-    """The checkpoint a fine-tuning run in ``output_dir/runs/<run>`` selected on validation
+    """The checkpoint a fine-tuning run in ``output_dir/runs/<scale>/<run>`` selected on validation
     (``checkpoints/best.pt``), with the experiment it was trained as (QA: its answer head), in eval mode."""
-    run_dir = ctx.output_dir / "runs" / run
+    run_dir = ctx.run_dir(run)
     results = run_dir / "results.json"
     if not results.is_file():
         raise FileNotFoundError(f"{results} does not exist: fine-tune the run {run!r} first")
@@ -62,7 +62,7 @@ def validation_figure(ctx: Context, run: str) -> Figure:
     loss (``metrics.jsonl``); the selected step is marked."""
     from matplotlib.figure import Figure
 
-    run_dir = ctx.output_dir / "runs" / run
+    run_dir = ctx.run_dir(run)
 
     def rows(name: str) -> list[dict[str, Any]]:
         path = run_dir / name

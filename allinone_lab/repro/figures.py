@@ -23,10 +23,11 @@ from ..data import corpus_dataset
 from ..io import atomic_save
 from ..ot import SOLVERS
 from ..train import jobs
+from ..train.runs import load_run, pretrain_or_reuse
 from ..viz.attention import AttentionProfile, attention_profile, plot_attention_profiles
 from ..viz.cloze import KINDS, SCOPES, HeatmapRow, cloze_alignment, draw_heatmaps, run_cloze
-from ..viz.sources import ModelBundle, corpus_pair_batches, load_bundle, load_corpus_clip
-from .pretraining import arm_experiment, describe, pretrain_steps
+from ..viz.sources import ModelBundle, corpus_pair_batches, load_corpus_clip
+from .pretraining import arm_experiment, describe
 from .spec import Context, Param, ParameterError, Reproduction, Result, register
 
 FIG4_DATA = "fig4_profiles.pt"
@@ -40,11 +41,17 @@ def pretrained_bundle(ctx: Context, name: str, checkpoint: str | None, steps: in
     ``ctx.run_dir(name)/pretrain`` (a finished run there is reused). Returns the bundle and a line saying
     where the model came from."""
     if checkpoint is not None:
-        return load_bundle(checkpoint, device=ctx.device), f"{name}: checkpoint {checkpoint}"
-    exp = arm_experiment(ctx, overrides or {}, pretrain_steps(ctx, steps))
-    run_dir = ctx.run_dir(name) / "pretrain"
-    jobs.pretrain(exp, run_dir, progress=ctx.progress)
-    return load_bundle(run_dir, device=ctx.device), f"{name}: pre-trained here, {describe(exp)}"
+        ctx.ready()
+        run = load_run(checkpoint, ctx.device)
+        bundle = ModelBundle.from_run(run, ctx.device, source=str(Path(checkpoint)))
+        return bundle, f"{name}: checkpoint {checkpoint}"
+    exp = arm_experiment(ctx, overrides or {}, steps)
+    run_dir = ctx.run_path(name) / "pretrain"
+    ctx.preflight([(exp, run_dir, jobs.pretraining_needs(exp), {})])
+    run = pretrain_or_reuse(exp, run_dir, progress=ctx.progress)
+    # The model as its run directory records it (a run reused from an earlier call keeps its configuration).
+    bundle = ModelBundle.from_run(load_run(run.run_dir, ctx.device), ctx.device)
+    return bundle, f"{name}: pre-trained here, {describe(exp)}"
 
 
 def _result_dir(result: Result) -> Path:

@@ -189,7 +189,9 @@ TABLE5 = PaperTable(
                ("All-in-one-B", "CC3M+COCO", True, 60.5),
                ("All-in-one-B", "HowTo100M", False, 65.2),
                ("All-in-one-B", "HowTo100M", True, 68.4)),
-    notes=("Mask: identities marked by coloured masks drawn around the referenced entities.",),
+    notes=("Mask: identities marked by coloured masks drawn around the referenced entities.",
+           "The paper prints one Accuracy column without naming the VCR metric (Q->A, QA->R or Q->AR); "
+           "measured rows put Q->A under it and report QA->R and Q->AR beside it."),
 )
 
 # Table 6 ------------------------------------------------------------------------------------------------
@@ -217,7 +219,7 @@ TABLE7 = PaperTable(
     caption="Table 7: The text-to-video retrieval (T2V) and video-to-text retrieval (V2T) results with different "
             "objectives on finetuning for retrieval.",
     keys=("VTM", "VTC", "dataset"),
-    match=("VTM", "VTC"),
+    match=("VTM", "VTC", "dataset"),  # a measured row sits only beside the paper's row of its own dataset
     columns=_T7[3:],
     rows=_rows(_T7,
                (False, True, "MSR-VTT", 36.7, 62.6, 72.2, 36.4, 62.9, 71.9),
@@ -338,7 +340,8 @@ TABLE13 = PaperTable(
                ("Frozen", 232.0, "8", 32.47, 60.32),
                ("Time Average", 110.0, "3", 27.34, 59.44),
                ("All-in-one-B", 110.0, "3", 36.52, 65.89)),
-    notes=("Five-way multiple choice.",),
+    notes=("Five-way multiple choice.",
+           "Appendix D.2 does not say what data the Fine-tune column is fine-tuned on."),
 )
 
 # Table 14 -----------------------------------------------------------------------------------------------

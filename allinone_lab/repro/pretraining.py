@@ -1,10 +1,17 @@
 """Pre-train one arm of an ablation and evaluate it zero-shot, through ``train.jobs``.
 
 Every pre-training reproduction (Tables 6, 8-11, Fig. 7, 9) runs its arms with :func:`pretrain_arm`: the
-scale's preset with the arm's overrides, ``jobs.pretrain`` into ``output_dir/runs/<arm>/`` (a stopped run
-resumes; a finished one is reused), then ``jobs.evaluate_pretrained`` on the test split of the built-in
-corpus: cloze (masked-word accuracy) and zero-shot multiple choice, the corpus's stand-ins for the paper's
-zero-shot LSMDC / MSR-VTT multiple choice.
+scale's preset with the arm's overrides and the scale's budget (``train.presets.pretrain_budget``),
+``train.runs.pretrain_or_reuse`` into ``output_dir/runs/<scale>/<arm>/`` (a stopped run resumes; a finished
+one is reused), then ``train.runs.evaluate`` (``jobs.evaluate_pretrained``):
+
+- at ``rehearsal`` and ``paper``, the paper's protocol: pre-training on the mixture of prepared datasets
+  under ``data_root`` (WebVid + HowTo100M) and zero-shot multiple choice on the LSMDC and MSR-VTT test sets,
+  reported in the paper's columns (:data:`PAPER_COLUMNS`);
+- at ``smoke`` and ``cpu``, the built-in corpus: cloze (masked-word accuracy) and zero-shot multiple choice
+  on its test split, in columns of its own (:data:`MEASURED_COLUMNS`), never under a real dataset's name.
+
+Before any arm trains, :func:`preflight_arms` checks what every arm will read and write.
 """
 
 from __future__ import annotations
@@ -16,47 +23,58 @@ from typing import Any
 
 import torch
 
+from ..data.registry import DATASETS
 from ..model import count_parameters
 from ..train import jobs
-from ..train.presets import Experiment
+from ..train.distributed import world_size
+from ..train.presets import Experiment, pretrain_budget
+from ..train.runs import evaluate, pretrain_or_reuse
 from .spec import Context, ParameterError
 
-# Pre-training steps at scale="cpu" (the cpu preset: width 192, depth 3, 64 px, batch 32). A VTM + MLM step
-# is two forward/backward passes, about 0.6 s on two otherwise idle CPU cores, so one arm (pre-training,
-# then cloze and zero-shot multiple choice on the test split) takes a few minutes. That is a quick look:
-# direction words need the preset's full 1,500 steps (`steps=1500`; benchmarks/RESULTS.md, learning check).
-CPU_PRETRAIN_STEPS = 400
-
-# Measured columns of a pre-trained arm (percent).
+# Measured columns of an arm pre-trained on the built-in corpus (percent).
 MEASURED_COLUMNS = {
     "zero-shot MC": "mc_accuracy",
     "zero-shot MC (temporal)": "mc_temporal_accuracy",
     "cloze": "cloze_acc_all",
     "cloze (temporal)": "cloze_acc_temporal",
 }
+# The paper's columns of an arm pre-trained on prepared data: zero-shot multiple choice (percent) on each
+# benchmark's test set.
+PAPER_COLUMNS = {DATASETS[name].label: f"{name}/mc_accuracy" for name in jobs.ZERO_SHOT_MC}  # LSMDC, MSR-VTT
 
 
-def pretrain_steps(ctx: Context, steps: int | None) -> int:
-    """``steps`` if given, else the scale's: the smoke and paper presets' ``max_steps``, or
-    :data:`CPU_PRETRAIN_STEPS` at ``cpu``."""
+def arm_experiment(ctx: Context, overrides: dict[str, Any], steps: int | None = None, variant: str | None = None,
+                   protocol: str = "default") -> Experiment:
+    """The scale's experiment for one arm: the preset (``variant`` at rehearsal/paper scale), the scale's
+    pre-training budget under ``protocol``, the arm's ``overrides``, then ``steps`` if given; checkpoints
+    and logs kept within the run."""
+    exp = ctx.experiment(variant=variant, **{**pretrain_budget(ctx.scale, protocol), **overrides})
     if steps is not None:
         if steps < 1:
             raise ParameterError(f"parameter steps={steps}: expected an integer >= 1")
-        return steps
-    if ctx.scale == "cpu":
-        return CPU_PRETRAIN_STEPS
-    return ctx.experiment().train.max_steps
+        exp = exp.override(**{"train.max_steps": steps})
+    n = exp.train.max_steps
+    return exp.override(**{"train.checkpoint_every": min(exp.train.checkpoint_every, n),
+                           "train.log_every": min(exp.train.log_every, max(1, n // 10))})
 
 
-def arm_experiment(ctx: Context, overrides: dict[str, Any], steps: int, variant: str | None = None) -> Experiment:
-    """The scale's experiment with ``overrides`` and ``steps`` pre-training steps (checkpoints and logs kept
-    within the run)."""
-    base = ctx.experiment(variant=variant, **overrides)
-    return base.override(**{
-        "train.max_steps": steps,
-        "train.checkpoint_every": min(base.train.checkpoint_every, steps),
-        "train.log_every": min(base.train.log_every, max(1, steps // 10)),
-    })
+def pretrain_steps(ctx: Context, steps: int | None, protocol: str = "default") -> int:
+    """``steps`` if given, else the scale's pre-training steps under ``protocol``."""
+    return arm_experiment(ctx, {}, steps, protocol=protocol).train.max_steps
+
+
+def global_batch(exp: Experiment) -> int:
+    """The global batch one optimizer step of ``exp`` sees on this run's processes."""
+    return exp.train.global_batch_size or exp.train.batch_size * world_size()
+
+
+def preflight_arms(ctx: Context, arms: list[tuple[str, Experiment, Experiment | None]]) -> None:
+    """Check, before any arm trains, everything each ``(run name, experiment, evaluation experiment)`` will
+    need: its pre-training and evaluation data, weights, run directory and disk; one error lists every
+    problem of every arm (:meth:`Context.preflight`)."""
+    ctx.preflight([(exp, ctx.run_path(name) / "pretrain",
+                    jobs.pretraining_needs(exp) + jobs.evaluation_needs(eval_exp or exp), {})
+                   for name, exp, eval_exp in arms])
 
 
 def training_accuracies(run_dir: str | Path, last_fraction: float = 0.2) -> dict[str, float]:
@@ -83,18 +101,22 @@ def pretrain_arm(ctx: Context, name: str, exp: Experiment, eval_exp: Experiment 
     given, e.g. more frames than it was trained with). Returns the measured columns (:data:`MEASURED_COLUMNS`,
     ``VTM``/``MLM`` training accuracy, ``Params (M)``, ``PT time (s)``) and ``metrics``: every number
     ``evaluate_pretrained`` returned."""
-    run_dir = ctx.run_dir(name) / "pretrain"
     start = time.perf_counter()
-    checkpoint = jobs.pretrain(exp, run_dir, progress=ctx.progress)
+    run = pretrain_or_reuse(exp, ctx.run_dir(name) / "pretrain", progress=ctx.progress)
     seconds = time.perf_counter() - start
-    model = jobs.load_model(exp, checkpoint).to(ctx.device)
-    metrics = jobs.evaluate_pretrained(eval_exp or exp, model)
-    row: dict[str, Any] = {label: metrics[key] for label, key in MEASURED_COLUMNS.items() if key in metrics}
-    row.update(training_accuracies(run_dir))
+    model = run.model(ctx.device)
+    if eval_exp is None:
+        metrics = evaluate(run, device=ctx.device)
+    else:  # on another experiment's data, e.g. more frames than the run was trained with
+        metrics = jobs.evaluate_pretrained(eval_exp, model)
+    columns = MEASURED_COLUMNS if jobs.uses_corpus(exp) else PAPER_COLUMNS
+    row: dict[str, Any] = {label: metrics[key] for label, key in columns.items() if key in metrics}
+    row.update(training_accuracies(run.run_dir))
     row["Params (M)"] = count_parameters(model) / 1e6
     row["PT time (s)"] = round(seconds, 1)
     row["steps"] = exp.train.max_steps
-    del model
+    row["global batch"] = global_batch(exp)
+    del model, run
     if ctx.device.type == "cuda":
         torch.cuda.empty_cache()
     return {"row": row, "metrics": metrics}
@@ -104,6 +126,18 @@ def describe(exp: Experiment) -> str:
     """One line on the model and data an arm used (for the result's notes)."""
     m = exp.model
     return (f"model width {m.embed_dim}, {m.num_heads} heads, depth {m.num_layers}, {m.image_size} px frames "
-            f"(patch {m.patch_size}), {m.num_frames} frames, {m.max_text_len} text tokens; built-in corpus "
-            f"'{exp.corpus.size}' ({exp.corpus.image_size} px); batch {exp.train.batch_size}, "
+            f"(patch {m.patch_size}), {m.num_frames} frames, {m.max_text_len} text tokens, init {m.init}; "
+            f"{describe_data(exp)}; global batch {global_batch(exp)} (per process {exp.train.batch_size}), "
             f"{exp.train.max_steps} steps")
+
+
+def describe_data(exp: Experiment) -> str:
+    """Where an experiment's pre-training pairs come from."""
+    if jobs.uses_corpus(exp):
+        return f"built-in corpus '{exp.corpus.size}' ({exp.corpus.image_size} px)"
+    mix = exp.data.pretrain_datasets
+    if mix is None:
+        return f"pre-training data: the prepared dataset at {exp.data_root}"
+    total = sum(mix.values())
+    shares = " + ".join(f"{name} {100 * share / total:.0f}%" for name, share in mix.items() if share > 0)
+    return f"pre-training data: {shares} of every epoch, prepared under {exp.data_root}"

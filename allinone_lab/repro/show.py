@@ -70,21 +70,34 @@ def _matches(paper_row: dict[str, Any], measured: dict[str, Any], keys: tuple[st
 def comparison_rows(paper: dict[str, Any] | None, measured: list[dict[str, Any]]) -> tuple[list[str], list[list]]:
     """Header and rows of the side-by-side table: the key columns, then each paper column ``X (paper)`` next
     to the measured ``X (measured)``, then columns only measured. A measured row sits beside every paper row
-    that agrees on the paper's match keys; measured rows that match none follow."""
+    that agrees on the paper's match keys; measured rows that match none follow.
+
+    A paper key outside the match keys that measured rows carry too (Table 6's ``steps``) is shown twice,
+    ``X (paper)`` and ``X (measured)``, so that a measured row never takes the paper row's value. Such a
+    measured row sits only beside the matching paper rows that also agree on it, or, when none does, beside
+    the first of them (the paper lists its main setting first: Table 6's 200K steps)."""
     keys = list(paper["keys"]) if paper else []
     match = tuple(paper["match"]) if paper else ()
     paper_cols = [c for c in (paper["columns"] if paper else []) if c not in keys]
     measured_cols: list[str] = []
     for row in measured:
         measured_cols += [k for k in row if k not in measured_cols]
+    split = [k for k in keys if k not in match and k in measured_cols]
     for k in measured_cols:
         if k not in keys and k in match:
             keys.append(k)
     extra_keys = [k for k in measured_cols if k not in keys and k not in paper_cols and _is_key(k, measured)]
     keys += extra_keys
     only_measured = [c for c in measured_cols if c not in keys and c not in paper_cols]
-    header = list(keys)
-    layout: list[tuple[str, str]] = [("key", k) for k in keys]
+    header: list[str] = []
+    layout: list[tuple[str, str]] = []
+    for k in keys:
+        if k in split:
+            header += [f"{k} (paper)", f"{k} (measured)"]
+            layout += [("paper", k), ("measured", k)]
+        else:
+            header.append(k)
+            layout.append(("key", k))
     for col in paper_cols:
         header.append(f"{col} (paper)")
         layout.append(("paper", col))
@@ -107,10 +120,21 @@ def comparison_rows(paper: dict[str, Any] | None, measured: list[dict[str, Any]]
                 out.append(None if measured_row is None else measured_row.get(col))
         return out
 
+    paper_rows = list(paper["rows"]) if paper else []
+    beside: list[set[int]] = [set() for _ in paper_rows]  # per paper row, the measured rows beside it
+    for i, m in enumerate(measured):
+        candidates = [j for j, p in enumerate(paper_rows) if match and _matches(p, m, match)]
+        own = [k for k in split if k in m]
+        if own and candidates:
+            agree = [j for j in candidates if all(_norm(paper_rows[j].get(k)) == _norm(m[k]) for k in own)]
+            candidates = agree or candidates[:1]
+        for j in candidates:
+            beside[j].add(i)
+
     table_rows: list[list] = []
     used: set[int] = set()
-    for paper_row in paper["rows"] if paper else []:
-        partners = [i for i, m in enumerate(measured) if match and _matches(paper_row, m, match)]
+    for j, paper_row in enumerate(paper_rows):
+        partners = sorted(beside[j])
         if not partners:
             table_rows.append(line(paper_row, None))
         for i in partners:

@@ -2,9 +2,13 @@
 
 A reproduction re-runs one table or figure of the paper at a chosen ``scale``:
 
-- ``smoke``: seconds (CI executes every notebook at this scale);
+- ``smoke``: seconds, on the built-in corpus;
 - ``cpu``: minutes on two CPU cores, on the built-in corpus;
-- ``paper``: the paper's settings (``train.presets.preset("paper")``).
+- ``rehearsal``: the ``paper`` path with its budget cut (about a minute on two CPU cores), on the prepared
+  datasets under ``data_root``, or without one on release-format fixtures built from sample clips (CI
+  executes every notebook at this scale);
+- ``paper``: the paper's settings (``train.presets.preset("paper")``) on the prepared datasets under
+  ``data_root``.
 
 Every reproduction takes :data:`COMMON_PARAMS` (scale, data_root, output_dir, seed, device) plus its own
 knobs. :func:`check_parameters` validates and types the values a notebook passes; a bad value raises
@@ -22,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..train.presets import PRESETS, Experiment, preset
+from .. import loading
+from ..train.presets import PAPER_SCALES, PRESETS, Experiment
+from ..train.runs import experiment as scale_experiment
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,6 +36,11 @@ if TYPE_CHECKING:
 
 class ParameterError(ValueError):
     """A reproduction parameter is unknown, missing or has a value of the wrong type or range."""
+
+
+class ReadyToRun(Exception):  # noqa: N818  (a signal, not an error)
+    """Raised in check-only mode (``Context.check_only``) once a reproduction's preflight has passed: it
+    would now start its work."""
 
 
 _TRUE = {"true", "yes", "1", "on"}
@@ -122,8 +133,10 @@ class Param:
 
 
 COMMON_PARAMS: tuple[Param, ...] = (
-    Param("scale", str, "cpu", PRESETS, "smoke: seconds; cpu: minutes on 2 CPU cores; paper: the paper's settings"),
-    Param("data_root", str, None, help="a prepared dataset directory; None: the built-in corpus"),
+    Param("scale", str, "cpu", PRESETS, "smoke: seconds; cpu: minutes on 2 CPU cores; rehearsal: the paper path "
+          "cut to a minute; paper: the paper's settings"),
+    Param("data_root", str, None, help="a directory of prepared datasets; None: the built-in corpus (rehearsal: "
+          "release-format fixtures)"),
     Param("output_dir", str, "results", help="where results.json, run directories and figures go"),
     Param("seed", int, 0, help="seed of every random number generator"),
     Param("device", str, "auto", help="auto (cuda if available, else cpu), cpu, cuda or cuda:N"),
@@ -180,6 +193,7 @@ class Reproduction:
     run: Callable[[dict[str, Any], Context], Result]
     paper_key: str | None = None
     plot: Callable[[Result], Figure] | None = None
+    reads_data: bool = True  # False: measures models only (no dataset, no training), ready anywhere
 
     def __post_init__(self) -> None:
         self.params = tuple(self.params)
@@ -246,17 +260,12 @@ def check_parameters(name: str, **values: Any) -> dict[str, Any]:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; a requested GPU must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(f"parameter device={device!r}: no CUDA device is available here (use auto or cpu)")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise ParameterError(
-            f"parameter device={device!r}: only {torch.cuda.device_count()} CUDA device(s) are available"
-        )
-    return resolved
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; a requested GPU must exist. The rule is
+    :func:`allinone_lab.loading.resolve_device`'s; here a bad value is a :class:`ParameterError`."""
+    try:
+        return loading.resolve_device(device)
+    except ValueError as error:
+        raise ParameterError(f"parameter {error}") from None
 
 
 @dataclass
@@ -271,16 +280,63 @@ class Context:
     data_root: str | None = None
     progress: bool = False
 
+    fixture_weights: Path | None = None  # rehearsal on fixtures: where stand-in timm weight files go
+    check_only: bool = False  # stop with ReadyToRun once the preflight has passed (``repro check``)
+
+    def ready(self) -> None:
+        """Called where a reproduction's preflight has passed and its work starts: creates ``output_dir``
+        (or, in check-only mode, stops with :class:`ReadyToRun`)."""
+        if self.check_only:
+            raise ReadyToRun()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def preflight(self, runs: list[tuple[Experiment, Path, list, dict[str, Any]]]) -> None:
+        """Check every run a reproduction will make before any of them starts: ``jobs.preflight`` of each
+        ``(experiment, run directory, data needs, options)``; one
+        :class:`~allinone_lab.train.preflight.PreflightError` lists every problem of all of them. Then
+        :meth:`ready`."""
+        from ..train import jobs
+        from ..train.preflight import PreflightError
+
+        problems: list[str] = []
+        for exp, run_dir, needs, options in runs:
+            try:
+                jobs.preflight(exp, run_dir, needs, **options)
+            except PreflightError as error:
+                problems += [p for p in error.problems if p not in problems]
+        if problems:
+            raise PreflightError(problems)
+        self.ready()
+
+    @property
+    def paper_protocol(self) -> bool:
+        """Whether this scale runs the paper's protocol on prepared datasets (``rehearsal``, ``paper``)."""
+        return self.scale in PAPER_SCALES
+
     def experiment(self, variant: str | None = None, **overrides: Any) -> Experiment:
-        """The ``scale`` preset (``variant`` picks the backbone at ``paper`` scale) with this context's seed,
-        data root and device applied, then the dotted ``overrides`` (``{"model.roll_ratio": 0.5}``)."""
-        base = preset(self.scale, variant) if self.scale == "paper" else preset(self.scale)
-        device = str(self.device)
-        return base.override(**{"train.seed": self.seed, "train.device": device, "data_root": self.data_root},
-                             **overrides)
+        """The ``scale`` preset (``variant`` picks the backbone at ``rehearsal`` and ``paper`` scale) with this
+        context's seed, data root and device applied, then the dotted ``overrides``
+        (``{"model.roll_ratio": 0.5}``), by :func:`allinone_lab.train.runs.experiment`. A rehearsal on
+        fixtures initialises from stand-in weight files."""
+        context = {"train.seed": self.seed, "train.device": str(self.device), "data_root": self.data_root}
+        exp = scale_experiment(self.scale, variant if self.paper_protocol else None, **{**context, **overrides})
+        if self.fixture_weights is not None and exp.model.init != "scratch" and exp.model.init_file is None:
+            from ..model.pretrained import timm_tag, write_timm_weights
+
+            tag = timm_tag(exp.model)
+            path = self.fixture_weights / f"{tag}.safetensors"
+            if not path.is_file():
+                write_timm_weights(tag, path)
+            exp = exp.override(**{"model.init_file": str(path)})
+        return exp
+
+    def run_path(self, name: str) -> Path:
+        """``output_dir/runs/<scale>/<name>``: checkpoints and logs of one training run, apart for each scale
+        so that runs of different scales never share a directory (not created: see :meth:`run_dir`)."""
+        return self.output_dir / "runs" / self.scale / name
 
     def run_dir(self, name: str) -> Path:
-        """``output_dir/runs/<name>`` (created): checkpoints and logs of one training run."""
-        path = self.output_dir / "runs" / name
+        """:meth:`run_path`, created."""
+        path = self.run_path(name)
         path.mkdir(parents=True, exist_ok=True)
         return path

@@ -13,9 +13,10 @@ import torch
 
 from ..data import TextProcessor, example_clips, load_clip
 from ..io import atomic_write_json
+from ..loading import run_dir_of
 from ..model import AllInOne, analytic_flops, build_model, count_flops, count_parameters
-from ..train import jobs
-from ..train.presets import Experiment, preset
+from ..train import runs
+from ..train.presets import Experiment
 from .show import Markdown, markdown_table, notebook_figure
 
 if TYPE_CHECKING:
@@ -24,13 +25,15 @@ if TYPE_CHECKING:
 
 def scale_experiment(scale: str, seed: int = 0, device: str | torch.device = "auto", data_root: str | None = None,
                      **overrides: Any) -> Experiment:
-    """The ``scale`` preset (``paper``: All-in-one-B) with the seed, device, data root and dotted overrides."""
-    return preset(scale).override(**{"train.seed": seed, "train.device": str(device), "data_root": data_root},
-                                  **overrides)
+    """The ``scale`` preset (``paper``: All-in-one-B) with the seed, device, data root and dotted overrides
+    (:func:`allinone_lab.train.runs.experiment`)."""
+    return runs.experiment(scale, **{"train.seed": seed, "train.device": str(device), "data_root": data_root},
+                           **overrides)
 
 
 def build(exp: Experiment, device: torch.device) -> AllInOne:
-    """The experiment's model, seeded with its seed, in eval mode on ``device``."""
+    """The experiment's untrained model (its initialisation, seeded with its seed), in eval mode on
+    ``device``."""
     torch.manual_seed(exp.train.seed)
     return build_model(exp.model).to(device).eval()
 
@@ -104,7 +107,7 @@ def write_json(values: dict[str, Any], output_dir: str | Path, name: str = "summ
 
 
 # Pre-training ---------------------------------------------------------------------------------------------
-EVAL_EVERY = {"smoke": 2, "cpu": 200, "paper": 10_000}
+EVAL_EVERY = {"smoke": 2, "cpu": 200, "rehearsal": 2, "paper": 10_000}
 
 
 def pretrain(exp: Experiment, run_dir: str | Path, eval_every: int | None, scale: str, progress: bool = True) -> Path:
@@ -113,7 +116,8 @@ def pretrain(exp: Experiment, run_dir: str | Path, eval_every: int | None, scale
     every = eval_every if eval_every is not None else EVAL_EVERY[scale]
     if every < 1:
         raise ValueError(f"eval_every={eval_every}: expected an integer >= 1 or None")
-    return jobs.pretrain(exp, run_dir, progress=progress, eval_every=min(every, exp.train.max_steps))
+    run = runs.pretrain_or_reuse(exp, run_dir, progress=progress, eval_every=min(every, exp.train.max_steps))
+    return run.checkpoint
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -150,6 +154,7 @@ def curves_figure(run_dir: str | Path) -> Figure:
 
 
 def evaluate(exp: Experiment, checkpoint: str | Path, device: torch.device) -> dict[str, float]:
-    """Cloze and zero-shot multiple choice on the test split for the checkpoint (``jobs.evaluate_pretrained``)."""
-    model = jobs.load_model(exp, checkpoint).to(device)
-    return jobs.evaluate_pretrained(exp, model)
+    """Cloze and zero-shot multiple choice on the test split for the checkpoint of a run of ``exp``
+    (:func:`allinone_lab.train.runs.evaluate`)."""
+    checkpoint = Path(checkpoint)
+    return runs.evaluate(runs.Run(run_dir_of(checkpoint), exp, checkpoint), device=device)

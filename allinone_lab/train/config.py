@@ -32,6 +32,9 @@ class TrainConfig(ConfigBase):
     num_workers: int = 2
     seed: int = 0
     device: str = "auto"
+    # Evaluate on at most this many items of each evaluation split (validation, test, zero-shot, the linear
+    # probe's features): a rehearsal's budget, so that a run on a real data root stays short. None: all.
+    max_eval_items: int | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -56,4 +59,6 @@ class TrainConfig(ConfigBase):
             raise bad("grad_clip", "a positive norm or None")
         if self.num_workers < 0:
             raise bad("num_workers", "an integer >= 0")
+        if self.max_eval_items is not None and (not isinstance(self.max_eval_items, int) or self.max_eval_items < 1):
+            raise bad("max_eval_items", "None or an integer >= 1")
 

