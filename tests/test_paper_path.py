@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from allinone_lab import repro
 from allinone_lab.data.fixtures import build_release_root
@@ -146,3 +147,22 @@ def test_check_command_prints_one_line_per_reproduction(tmp_path, fixture_root):
     assert lines["table4"] == "ready"  # msrvtt-mc is there, and the rehearsal's pre-training data
     assert done.returncode == 1
     assert repro.REPRODUCTIONS["table1"].reads_data is False
+
+
+def test_fig9_pretrains_on_webvid_alone_at_the_paper_scales(monkeypatch, fixture_root, tmp_path):
+    from allinone_lab.repro import ablations
+
+    seen = {}
+
+    def pretrain_arm(ctx, name, exp, eval_exp=None):
+        seen[name] = exp
+        return {"row": {"LSMDC": 20.0, "MSR-VTT": 20.0, "PT time (s)": 0.0}, "metrics": {}}
+
+    monkeypatch.setattr(ablations, "pretrain_arm", pretrain_arm)
+    params = repro.check_parameters("fig9", scale="rehearsal", data_root=str(fixture_root),
+                                    output_dir=str(tmp_path / "out"))
+    ctx = repro.Context(params=params, device=torch.device("cpu"), scale="rehearsal", output_dir=tmp_path / "out",
+                        data_root=str(fixture_root), fixture_weights=fixture_root / "weights")
+    result = ablations.run_fig9(params, ctx)
+    assert seen and all(exp.data.pretrain_datasets == {"webvid": 1.0} for exp in seen.values())
+    assert any("WebVid alone" in note for note in result.notes)

@@ -40,7 +40,7 @@ from ..eval import (
 )
 from ..io import atomic_save, atomic_write_json
 from ..model import AllInOne, build_model
-from .distributed import init_from_env, is_main
+from .distributed import init_from_env, is_main, world_size
 from .loop import train
 from .objectives import MultipleChoice, OpenEndedQA, Pretraining, Retrieval
 from .presets import Experiment
@@ -709,7 +709,8 @@ def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: 
     test = validate(task, model, test_ds, test_idx, rerank_top_k, by_kind=True, per_item=per_item)
     results = {"task": task, "selected_step": best["step"], "validation": best["score"], "test": test,
                "train_items": int(len(train_idx)), "val_items": int(len(evaluation_items(exp, val_idx))),
-               "test_items": int(len(test_idx)), "test_clips": test_clips}
+               "test_items": int(len(test_idx)), "test_clips": test_clips,
+               "global_batch": cfg.global_batch_size or cfg.batch_size * world_size(), "steps": steps}
     if is_main():
         atomic_write_json({"config": resolved, "metrics": results}, run_dir / "results.json")
     return results
