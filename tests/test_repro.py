@@ -91,7 +91,7 @@ def test_context_experiment_and_run_dir(tmp_path):
     exp = ctx.experiment(**{"model.roll_ratio": 0.5})
     assert exp.train.seed == 7 and exp.train.device == "cpu" and exp.model.roll_ratio == 0.5
     assert exp.model.width == 64  # the smoke preset
-    assert ctx.run_dir("arm").is_dir() and ctx.run_dir("arm") == tmp_path / "runs" / "smoke" / "arm"
+    assert ctx.run_dir("arm").is_dir() and ctx.run_dir("arm") == tmp_path / "runs" / "smoke-seed7" / "arm"
 
 
 def test_resolve_device():

@@ -253,7 +253,7 @@ def test_heatmap_figure_has_a_row_per_masked_word_titled_with_the_prediction(bun
     titles = [fig.axes[r * frames].get_title(loc="left") for r in range(len(result.predictions))]
     assert titles == [f"{p.top} ({p.probability:.2f})" for p in result.predictions]
     single = plot_cloze(result, frames=[1])
-    assert len(single.axes) == len(result.predictions)
+    assert len([ax for ax in single.axes if ax.images]) == len(result.predictions)
     with pytest.raises(ValueError, match="frame 7"):
         plot_cloze(result, frames=[7])
     assert figure_png(fig)[:4] == b"\x89PNG"
@@ -423,8 +423,14 @@ def test_figure_reproductions_run_on_given_checkpoints(run_dir, tmp_path):
     result = repro.run_reproduction("fig6", params)
     assert [r["kind"] for r in result.rows][-1] == "all" and sum(r["items"] for r in result.rows[:-1]) == 6
     assert result.metrics["uniform_all"] == pytest.approx(result.rows[-1]["uniform plan"])
+    assert {r["layer"] for r in result.rows} == {int(result.metrics["layer"])}
+    assert 0 <= result.rows[-1]["items in 2+ frames"] <= 1
+    assert any("training split" in n for n in result.notes) and any("median" in n for n in result.notes)
     fig = repro.plot(repro.load_result(tmp_path / "fig6"))
-    assert len([ax for ax in fig.axes if ax.images]) == 2 * 3  # 2 examples x 3 frames
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 2 * 3  # 2 examples x 3 frames
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts if "(median)" in t.get_text()]
+    assert len(notes) == 2 and all("rank" in n for n in notes)
     params = repro.check_parameters("fig4", scale="smoke", output_dir=str(tmp_path / "fig4"), device="cpu",
                                     roll_checkpoint=str(root), none_checkpoint=str(root), clips=4)
     result = repro.run_reproduction("fig4", params)

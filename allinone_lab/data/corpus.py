@@ -18,6 +18,11 @@ comparing frames. The coordinate across the motion is drawn from the band that t
 so the middle frame of a clip with an odd number of frames (the frame a single-frame model is evaluated on) is
 identically distributed under all four directions.
 
+Decoded frames. Next to the videos the corpus keeps every clip's frames as decoded from its ``.mp4`` (one
+uint8 array, memory-mapped, :func:`frame_cache`), so that training reads each clip from memory on every epoch
+instead of decoding it again; the datasets get the same tensors either way. The cache is keyed by the
+corpus's manifest and its videos' sizes and modification times, so a changed corpus never reads stale frames.
+
 Colour changes and appear/disappear cannot have that property: frame 0 shows the first state and the last
 frame the final state. They appear in pre-training pairs and retrieval captions but are excluded from the
 temporal multiple-choice, QA and cloze items (cloze items on the final colour exist, marked
@@ -29,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -39,9 +45,12 @@ from typing import Any
 
 import numpy as np
 
-from .video import write_video
+from .video import FrameCache, read_all_frames, write_video
+
+log = logging.getLogger("allinone_lab.data")
 
 CORPUS_VERSION = 5
+FRAME_CACHE_VERSION = 1  # layout of the decoded-frame cache (frames/frames-<key>.npy + .json)
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (225, 30, 30),
@@ -436,9 +445,12 @@ def corpus_dir(cfg: CorpusConfig, cache_dir: str | os.PathLike | None = None) ->
 
 
 def build_corpus(
-    cfg: CorpusConfig | None = None, cache_dir: str | os.PathLike | None = None, force: bool = False
+    cfg: CorpusConfig | None = None, cache_dir: str | os.PathLike | None = None, force: bool = False,
+    workers: int | None = None,
 ) -> Path:
-    """Generate the corpus (or reuse the cached copy) and return its root directory.
+    """Generate the corpus (or reuse the cached copy) and return its root directory. ``workers``: processes
+    that render the clips (None: one per CPU core for corpora of 500 clips or more); the files are the same
+    whatever their number.
 
     Layout (the prepared-dataset format, see docs/data.md)::
 
@@ -448,6 +460,7 @@ def build_corpus(
         root/annotations/{pairs,retrieval,mc,qa,cloze,classification}_{train,test}.jsonl
         root/annotations/answers.json (QA), classes.json (classification: EVENT_CLASSES)
         root/manifest.json, report.json, report.md
+        root/frames/frames-<key>.npy, .json  every clip's frames as decoded from its .mp4 (:func:`frame_cache`)
     """
     cfg = cfg or CorpusConfig()
     out = corpus_dir(cfg, cache_dir)
@@ -456,7 +469,7 @@ def build_corpus(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
     try:
-        _generate(cfg, tmp)
+        _generate(cfg, tmp, workers)
         if out.exists() and not force:  # another process finished the same corpus meanwhile: keep its copy
             shutil.rmtree(tmp, ignore_errors=True)
             return out
@@ -469,7 +482,7 @@ def build_corpus(
     return out
 
 
-def _generate(cfg: CorpusConfig, root: Path) -> None:
+def _generate(cfg: CorpusConfig, root: Path, workers: int | None = None) -> None:
     t0 = time.time()
     (root / "videos").mkdir(parents=True)
     (root / "masks").mkdir()
@@ -480,13 +493,12 @@ def _generate(cfg: CorpusConfig, root: Path) -> None:
     tasks = ("pairs", "retrieval", "mc", "qa", "cloze", "classification")
     tables: dict[str, list[dict]] = {f"{k}_{s}": [] for k in tasks for s in ("train", "test")}
     clips_meta = []
-    for i in range(cfg.clips):
+    clips = []
+    for i in range(cfg.clips):  # every draw from the corpus's random stream, in clip order
         clip = sample_clip(rng, cfg)
+        clips.append(clip)
         name = f"clip_{i:06d}"
         video = f"videos/{name}.mp4"
-        frames, masks = clip_frames(clip, cfg)
-        write_video(root / video, frames, fps=cfg.fps)
-        np.savez_compressed(root / "masks" / f"{name}.npz", masks=masks)
         split = str(split_of[i])
         objects = [{k: v for k, v in o.items() if k != "n"} for o in clip["objects"]]
         clips_meta.append({"video": video, "mask": f"masks/{name}.npz", "split": split, "event": clip["event"],
@@ -502,6 +514,12 @@ def _generate(cfg: CorpusConfig, root: Path) -> None:
         ]
         for k in ("mc", "qa", "cloze", "classification"):
             tables[f"{k}_{split}"] += items[k]
+    # Render, encode and decode every clip (the slow part; each clip is a function of its description alone).
+    (root / "frames").mkdir()
+    staging = root / "frames" / ".staging.npy"
+    np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8,
+                              shape=(cfg.clips, cfg.num_frames, cfg.image_size, cfg.image_size, 3)).flush()
+    _render_clips(root, cfg, clips, staging, workers)
     ann = root / "annotations"
     _write_jsonl(ann / "clips.jsonl", clips_meta)
     for name, rows in tables.items():
@@ -516,6 +534,7 @@ def _generate(cfg: CorpusConfig, root: Path) -> None:
         "sha256": {p.name: sha256_file(p) for p in sorted(ann.iterdir())},
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    _publish_frame_cache(root, [c["video"] for c in clips_meta], staging)
     events = {e: sum(c["event"] == e for c in clips_meta) for e in EVENTS}
     words: dict[str, int] = {}
     for c in clips_meta:
@@ -536,7 +555,7 @@ def _generate(cfg: CorpusConfig, root: Path) -> None:
         "motion": cfg.motion,
         "answers": answers,
         "seconds": round(time.time() - t0, 2),
-        "bytes": sum(p.stat().st_size for p in root.rglob("*") if p.is_file()),
+        "bytes": sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.parent.name != "frames"),
     }
     (root / "report.json").write_text(json.dumps(report, indent=1))
     lines = [f"# Built-in corpus report ({cfg.size}, {cfg.image_size}px, seed {cfg.seed})", ""]
@@ -548,6 +567,126 @@ def _generate(cfg: CorpusConfig, root: Path) -> None:
         f"| {k} | {v} |" for k, v in report["word_counts"].items()
     ]
     (root / "report.md").write_text("\n".join(lines) + "\n")
+
+
+# The decoded-frame cache ----------------------------------------------------------------------------------
+def _corpus_videos(root: Path) -> list[str]:
+    """The corpus's videos as the annotations name them (``videos/clip_000000.mp4``, ...), in clip order."""
+    return sorted(f"videos/{p.name}" for p in (root / "videos").glob("*.mp4"))
+
+
+def frame_cache_key(root: str | os.PathLike, videos: list[str] | None = None) -> str:
+    """What the decoded frames of the corpus at ``root`` depend on: its ``manifest.json`` (configuration and
+    annotation checksums), each video's name, size and modification time, and the cache layout."""
+    root = Path(root)
+    videos = _corpus_videos(root) if videos is None else videos
+    h = hashlib.sha256(f"frame-cache-v{FRAME_CACHE_VERSION}\n".encode())
+    manifest = root / "manifest.json"
+    h.update(manifest.read_bytes() if manifest.is_file() else b"no manifest")
+    for video in videos:
+        st = (root / video).stat()
+        h.update(f"\n{video} {st.st_size} {st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _publish_frame_cache(root: Path, videos: list[str], staging: Path) -> Path:
+    """Make ``staging`` (a ``.npy`` file of ``(N, T, H, W, 3)`` uint8, row i = ``videos[i]``, in ``root/frames``)
+    the frame cache of ``root`` under its key, with its index; older caches of the corpus are removed."""
+    key = frame_cache_key(root, videos)
+    path = root / "frames" / f"frames-{key}.npy"
+    shape = np.load(staging, mmap_mode="r").shape
+    index_tmp = staging.with_name(f".{path.stem}.{os.getpid()}.json.tmp")
+    index_tmp.write_text(json.dumps({"key": key, "videos": videos, "shape": list(shape)}))
+    os.replace(index_tmp, path.with_suffix(".json"))
+    os.replace(staging, path)
+    for old in path.parent.glob("frames-*"):
+        if old.stem != path.stem:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def frame_cache(root: str | os.PathLike, build: bool = True) -> FrameCache | None:
+    """The decoded-frame cache of the corpus at ``root`` (:class:`~allinone_lab.data.video.FrameCache`):
+    ``root/frames/frames-<key>.npy``, every stored frame of every clip as decoding its ``.mp4`` gives it,
+    memory-mapped. ``key`` (:func:`frame_cache_key`) changes with the corpus, so a stale cache is never read.
+    Written when the corpus is generated; a corpus without one (e.g. copied without it) gets it here by
+    decoding each clip once (``build=True``), else None. None also when it cannot be written (a read-only
+    directory): the datasets then decode."""
+    root = Path(root)
+    videos = _corpus_videos(root)
+    if not videos:
+        return None
+    key = frame_cache_key(root, videos)
+    path = root / "frames" / f"frames-{key}.npy"
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        if not build:
+            return None
+        staging = root / "frames" / f".staging-{os.getpid()}.npy"
+        try:
+            staging.parent.mkdir(exist_ok=True)
+            cache = None
+            for i, video in enumerate(videos):
+                clip, _ = read_all_frames(root / video)
+                if cache is None:
+                    cache = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=(len(videos), *clip.shape))
+                if clip.shape != cache.shape[1:]:  # not one shape: no cache, the datasets decode
+                    del cache
+                    staging.unlink()
+                    return None
+                cache[i] = clip
+            cache.flush()
+            del cache
+            _publish_frame_cache(root, videos, staging)
+        except OSError as exc:
+            log.warning("frame cache of %s not written (%s); clips will be decoded", root, exc)
+            staging.unlink(missing_ok=True)
+            return None
+    index = json.loads(path.with_suffix(".json").read_text())
+    return FrameCache(path, {video: row for row, video in enumerate(index["videos"])})
+
+
+def _render_range(root: Path, cfg: CorpusConfig, start: int, clips: list[dict[str, Any]], staging: Path) -> None:
+    """Render clips ``start, start + 1, ...``: write each ``.mp4`` and mask file, then decode the ``.mp4`` into its
+    row of the frame cache being built (``staging``)."""
+    cache = np.load(staging, mmap_mode="r+")
+    for offset, clip in enumerate(clips):
+        name = f"clip_{start + offset:06d}"
+        frames, masks = clip_frames(clip, cfg)
+        write_video(root / "videos" / f"{name}.mp4", frames, fps=cfg.fps)
+        np.savez_compressed(root / "masks" / f"{name}.npz", masks=masks)
+        decoded, _ = read_all_frames(root / "videos" / f"{name}.mp4")
+        if decoded.shape != cache.shape[1:]:
+            raise RuntimeError(f"corpus: {name}.mp4 decodes to frames of shape {decoded.shape}, expected "
+                               f"{cache.shape[1:]}")
+        cache[start + offset] = decoded
+    cache.flush()
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one rendering process per core
+
+
+def _render_clips(root: Path, cfg: CorpusConfig, clips: list[dict[str, Any]], staging: Path,
+                  workers: int | None = None) -> None:
+    """Render every clip, on ``workers`` processes (default: one per CPU core, up to 8; one for small corpora or
+    where processes cannot be forked). The files are the same whatever the number of processes."""
+    import multiprocessing
+
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if len(clips) >= 500 else 1
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        _render_range(root, cfg, 0, clips, staging)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(50, len(clips) // (8 * workers))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_one_thread) as pool:
+        jobs = [pool.submit(_render_range, root, cfg, start, clips[start:start + chunk], staging)
+                for start in range(0, len(clips), chunk)]
+        for job in jobs:
+            job.result()
 
 
 def load_report(root: str | os.PathLike) -> dict[str, Any]:
@@ -572,12 +711,14 @@ def corpus_dataset(
     cache_dir: str | os.PathLike | None = None,
     train: bool | None = None,
     root: str | os.PathLike | None = None,
+    cache_frames: bool = True,
     **kwargs: Any,
 ):
     """A dataset over the built-in corpus (built on first use): ``task`` in pairs, retrieval, mc, qa, cloze,
     classification; ``split`` train or test. QA uses the training split's ``answers.json``, classification
     ``classes.json`` (:data:`EVENT_CLASSES`). ``root`` reads an existing corpus directory (e.g. a copy) instead
-    of the one ``corpus_cfg`` names."""
+    of the one ``corpus_cfg`` names. Clips come from the corpus's decoded-frame cache (:func:`frame_cache`,
+    the same tensors as decoding) unless ``cache_frames=False``, which decodes every clip each time."""
     from .config import DataConfig
     from .datasets import (
         ClassificationDataset,
@@ -602,4 +743,6 @@ def corpus_dataset(
         kwargs.setdefault("answers", root / "annotations" / "answers.json")
     if task == "classification":
         kwargs.setdefault("classes", root / "annotations" / "classes.json")
+    if cache_frames:
+        kwargs.setdefault("frame_cache", frame_cache(root))
     return classes[task](ann, cfg, video_root=root, train=train, **kwargs)

@@ -27,10 +27,21 @@ from torch.utils.data import Dataset
 
 from .config import DataConfig
 from .table import AnnotationTable, iter_records
-from .text import TextProcessor, mirror_text, vtm_partner
-from .video import VideoReadError, draw_vcr_masks, frames_to_tensor, load_clip, read_image, transform_masks
+from .text import MaskedText, TextProcessor, mirror_text, vtm_partner
+from .video import (
+    FrameCache,
+    VideoReadError,
+    draw_vcr_masks,
+    frames_to_tensor,
+    load_cached_clip,
+    load_clip,
+    read_image,
+    transform_masks,
+)
 
 log = logging.getLogger("allinone_lab.data")
+
+ENCODINGS_KEPT = 20_000  # texts whose tokenisation a dataset remembers (VideoDataset.encode)
 
 
 def _opt_float(v: Any) -> float | None:
@@ -45,6 +56,10 @@ class VideoDataset(Dataset):
     ``on_error="skip"`` (in :class:`DataConfig`) replaces an unreadable item by another one (at most
     ``max_skips_per_item`` tries, then a ``RuntimeError``); every skipped file is logged, appended to
     ``skip_log`` (shared by all DataLoader workers) and listed by :meth:`skipped_files`.
+
+    ``frame_cache`` (a :class:`~allinone_lab.data.video.FrameCache`, e.g. the built-in corpus's): clips of the
+    videos it holds are sliced from its decoded frames instead of decoded again, with the same tensors as
+    decoding gives; rows with a time or frame window, and videos it does not hold, are decoded.
     """
 
     task = "video"
@@ -60,6 +75,7 @@ class VideoDataset(Dataset):
         skip_log: str | os.PathLike | None = None,
         cache: bool = True,
         with_masks: bool = False,
+        frame_cache: FrameCache | None = None,
     ) -> None:
         if isinstance(annotation, AnnotationTable):
             self.table = annotation
@@ -83,6 +99,8 @@ class VideoDataset(Dataset):
             )
         self.skip_log = Path(skip_log)
         self.with_masks = with_masks
+        self.frame_cache = frame_cache
+        self._encodings: dict[tuple[str, str | None], MaskedText] = {}
         self._check_columns()
         if with_masks and "mask" not in self.table:
             raise ValueError(
@@ -105,6 +123,17 @@ class VideoDataset(Dataset):
             self._text = TextProcessor(self.cfg)
         return self._text
 
+    def encode(self, text: str, text_pair: str | None = None) -> MaskedText:
+        """``self.text.encode(text, text_pair)``, remembered for the first :data:`ENCODINGS_KEPT` texts (the
+        built-in corpus repeats a few hundred captions on every epoch); fresh tensors on every call."""
+        key = (text, text_pair)
+        enc = self._encodings.get(key)
+        if enc is None:
+            enc = self.text.encode(text, text_pair)
+            if len(self._encodings) < ENCODINGS_KEPT:
+                self._encodings[key] = enc
+        return MaskedText(enc.input_ids.clone(), enc.attention_mask.clone())
+
     def __len__(self) -> int:
         return len(self.table)
 
@@ -121,9 +150,13 @@ class VideoDataset(Dataset):
     def load_video(self, index: int, rng: np.random.Generator, meta: dict | None = None) -> torch.Tensor:
         """Clip of row ``index``: float ``(S, C, H, W)``; rows with ``start``/``end`` (seconds) use that window."""
         sf, ef = self.table.get(index, "start_frame"), self.table.get(index, "end_frame")
+        start, end = _opt_float(self.table.get(index, "start")), _opt_float(self.table.get(index, "end"))
+        if self.frame_cache is not None and sf is None and ef is None and start is None and end is None:
+            stored = self.frame_cache.get(self.table.get(index, "video"))
+            if stored is not None:  # the whole video, decoded once: the same tensor as decoding it here
+                return load_cached_clip(stored, self.cfg, train=self.train, rng=rng, meta=meta)
         return load_clip(
-            self.video_path(index), self.cfg, train=self.train, rng=rng,
-            start=_opt_float(self.table.get(index, "start")), end=_opt_float(self.table.get(index, "end")),
+            self.video_path(index), self.cfg, train=self.train, rng=rng, start=start, end=end,
             start_frame=None if sf is None else int(sf), end_frame=None if ef is None else int(ef), meta=meta,
         )  # fmt: skip
 
@@ -244,7 +277,7 @@ class PairsDataset(VideoDataset):
             video, caption = video.flip(-1), mirror_text(caption)
             if "masks" in extra:
                 extra["masks"] = extra["masks"].flip(-1)
-        plain = self.text.encode(caption)
+        plain = self.encode(caption)
         masked = self.text.mask(plain, rng)
         out = {"video": video, "input_ids": plain.input_ids, "attention_mask": plain.attention_mask,
                "mlm_input_ids": masked.input_ids, "mlm_labels": masked.mlm_labels, "index": index, **extra}  # fmt: skip
@@ -254,7 +287,7 @@ class PairsDataset(VideoDataset):
         if label == 0:
             temporal = self.table.get(index, "temporal_negative") if self.cfg.temporal_negatives else None
             if temporal:
-                negative, vtm_text = 2, self.text.encode(mirror_text(str(temporal)) if mirror else str(temporal))
+                negative, vtm_text = 2, self.encode(mirror_text(str(temporal)) if mirror else str(temporal))
             else:
                 negative, vtm_video = 1, self.load_video(j, self.rng(j, 2))
         out.update(vtm_video=vtm_video, vtm_input_ids=vtm_text.input_ids, vtm_attention_mask=vtm_text.attention_mask,
@@ -294,7 +327,7 @@ class RetrievalDataset(VideoDataset):
         rng = self.rng(index)
         value = self.table.get(index, "caption")
         caption = " ".join(map(str, value)) if isinstance(value, list) else str(value)
-        enc = self.text.encode(caption)
+        enc = self.encode(caption)
         extra: dict[str, Any] = {}  # filled by _video; unpacked last, after the call
         return {"video": self._video(index, rng, extra), "input_ids": enc.input_ids, "attention_mask": enc.attention_mask,
                 "video_index": int(self.text_to_video[index]), "index": index, **extra}  # fmt: skip
@@ -345,7 +378,7 @@ class OpenQADataset(VideoDataset):
         return int((self.labels < 0).sum())
 
     def _item(self, index: int) -> dict[str, Any]:
-        enc = self.text.encode(str(self.table.get(index, "question")))
+        enc = self.encode(str(self.table.get(index, "question")))
         extra: dict[str, Any] = {}
         return {"video": self._video(index, self.rng(index), extra), "input_ids": enc.input_ids,
                 "attention_mask": enc.attention_mask, "answer_label": int(self.labels[index]), "index": index, **extra}  # fmt: skip
@@ -374,7 +407,7 @@ class MultipleChoiceDataset(VideoDataset):
             )
         question = self.table.get(index, "question")
         encs = [
-            self.text.encode(str(question), str(o)) if question else self.text.encode(str(o)) for o in options
+            self.encode(str(question), str(o)) if question else self.encode(str(o)) for o in options
         ]
         extra: dict[str, Any] = {}
         return {"video": self._video(index, self.rng(index), extra),
@@ -396,7 +429,7 @@ class ClozeDataset(VideoDataset):
 
     def _item(self, index: int) -> dict[str, Any]:
         caption, word = str(self.table.get(index, "caption")), str(self.table.get(index, "word"))
-        enc = self.text.encode(caption)
+        enc = self.encode(caption)
         ids = enc.input_ids
         target = self.text.tokenizer(word, add_special_tokens=False)["input_ids"]
         n = len(target)

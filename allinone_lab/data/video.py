@@ -1,4 +1,5 @@
-"""Reading clips: decord for videos, PIL for GIFs and images, TSN sparse sampling, crops, normalisation.
+"""Reading clips: decord for videos (PyAV where decord fails), PIL for GIFs and images, TSN sparse sampling,
+crops, normalisation.
 
 Every failure raises :class:`VideoReadError` naming the file and the reason; nothing is hidden here. Skipping
 bad items is the dataset's job (``on_error="skip"``), and it counts what it skips.
@@ -6,8 +7,10 @@ bad items is the dataset's job (``on_error="skip"``), and it counts what it skip
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,23 +87,27 @@ def _window(
     return a, b
 
 
-def _read_decord(
-    path: Path, num_frames: int, train: bool, rng, start_s, end_s, start_f=None, end_f=None
-) -> np.ndarray:
-    import decord
+class _DecoderFailed(Exception):
+    """One decoder could not deliver the frames (``reason``); ``indices`` are those it had sampled, if any."""
 
-    try:
-        vr = decord.VideoReader(str(path), num_threads=1)
-        total = len(vr)
-    except Exception as exc:  # decord raises DECORDError / RuntimeError with C++ context
-        detail = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ""
-        raise VideoReadError(
-            path,
-            f"undecodable: not a valid or complete video container, truncated or corrupt ({type(exc).__name__}: {detail})",
-        ) from exc
-    if total <= 0:
-        raise VideoReadError(path, "video has no frames")
-    fps = float(vr.get_avg_fps() or 0.0)
+    def __init__(self, reason: str, indices: np.ndarray | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.indices = reason, indices
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` in one short line (decord's C++ log prefix and PyAV's repeated file name left out)."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    detail = re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s*", "", lines[-1].strip()) if lines else ""
+    return f"{type(exc).__name__}: {detail[:200]}" if detail else type(exc).__name__
+
+
+def _choose_indices(
+    path: Path, total: int, fps: float, num_frames: int, train: bool, rng, start_s, end_s, start_f, end_f
+) -> np.ndarray:
+    """The frames to decode: the time window, then the frame-index window, then TSN sampling (any decoder);
+    ``num_frames=None``: every frame of the window, in order (:func:`read_all_frames`)."""
     if (start_s is not None or end_s is not None) and fps <= 0:
         raise VideoReadError(path, "time window requested but the video has no frame rate")
     a, b = _window(fps, total, start_s, end_s, path)
@@ -108,16 +115,174 @@ def _read_decord(
         a, b = max(a, start_f or 0), min(b, total if end_f is None else end_f)
         if a >= b:
             raise VideoReadError(path, f"empty frame window [{start_f}, {end_f}) of a {total}-frame video")
-    idx = sample_indices(total, num_frames, train, rng, a, b)
+    if num_frames is None:
+        return np.arange(a, b, dtype=np.int64)
+    return sample_indices(total, num_frames, train, rng, a, b)
+
+
+def _read_decord(
+    path: Path, num_frames: int, train: bool, rng, start_s, end_s, start_f=None, end_f=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames with decord; :class:`_DecoderFailed` when decord cannot deliver ``(S, H, W, 3)`` uint8."""
+    import decord
+
+    try:
+        vr = decord.VideoReader(str(path), num_threads=1)
+        total = len(vr)
+        fps = float(vr.get_avg_fps() or 0.0)
+    except Exception as exc:  # decord raises DECORDError / RuntimeError with C++ context
+        raise _DecoderFailed(
+            f"undecodable: not a valid or complete video container, truncated or corrupt ({_describe(exc)})"
+        ) from exc
+    if total <= 0:
+        raise _DecoderFailed("video has no frames")
+    idx = _choose_indices(path, total, fps, num_frames, train, rng, start_s, end_s, start_f, end_f)
     try:
         frames = vr.get_batch(idx.tolist()).asnumpy()
     except Exception as exc:
-        raise VideoReadError(
-            path, f"truncated or corrupt: failed to decode frames {idx.tolist()} ({type(exc).__name__})"
-        ) from exc
-    if frames.ndim != 4 or frames.shape[0] != num_frames or frames.shape[-1] != 3:
-        raise VideoReadError(path, f"decoder returned frames of shape {frames.shape}")
+        # A batch that does not fit (H, W, 3) fails inside decord's copy; one frame shows what it decoded.
+        try:
+            shape = tuple(vr[int(idx[0])].shape)
+        except Exception:
+            shape = None
+        if shape is not None and (len(shape) != 3 or shape[-1] != 3):
+            reason = f"returned frames of shape {shape}, not (H, W, 3) RGB ({_describe(exc)})"
+        else:
+            reason = f"truncated or corrupt: failed to decode frames {idx.tolist()} ({_describe(exc)})"
+        raise _DecoderFailed(reason, idx) from exc
+    if frames.ndim != 4 or frames.shape[0] != len(idx) or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise _DecoderFailed(
+            f"returned frames of shape {frames.shape} and dtype {frames.dtype}, not ({len(idx)}, H, W, 3) uint8",
+            idx,
+        )
     return frames, idx
+
+
+def _pyav_decode(container, stream, wanted: list[int], frame_ts: list[int] | None, key_ts: list[int]) -> dict:
+    """Frames ``wanted`` (ascending frame numbers) as RGB arrays.
+
+    Frame ``k`` is the one presented at the ``k``-th smallest packet timestamp (``frame_ts``), as in decord;
+    decoding seeks to the last key frame at or before it when that lies ahead. Without timestamps the
+    stream is decoded from the start and frames are counted.
+    """
+    out: dict[int, np.ndarray] = {}
+    if frame_ts is None:
+        for n, frame in enumerate(container.decode(stream)):
+            if n in wanted:
+                out[n] = frame.to_ndarray(format="rgb24")
+            if n >= wanted[-1]:
+                return out
+        raise _DecoderFailed(f"the stream ended after {len(out)} of the frames {wanted} were decoded")
+    frames = None
+    pos = frame_ts[0]  # timestamp reached by decoding so far
+    last: tuple[int, np.ndarray] | None = None
+    for k in wanted:
+        target = frame_ts[k]
+        if last is not None and last[0] >= target:  # the frame decoded for the previous number covers it
+            out[k] = last[1]
+            continue
+        j = bisect.bisect_right(key_ts, target) - 1
+        if j >= 0 and key_ts[j] > pos:
+            container.seek(key_ts[j], stream=stream, backward=True)
+            frames = container.decode(stream)
+        elif frames is None:
+            frames = container.decode(stream)
+        for frame in frames:
+            if frame.pts is None:
+                raise _DecoderFailed("decoded a frame without a timestamp")
+            pos = max(pos, frame.pts)
+            if frame.pts >= target:
+                last = (frame.pts, frame.to_ndarray(format="rgb24"))
+                out[k] = last[1]
+                break
+        else:
+            raise _DecoderFailed(f"the stream ended before frame {k} of {len(frame_ts)}")
+    return out
+
+
+def _read_pyav(
+    path: Path, num_frames: int, train: bool, rng, start_s, end_s, start_f=None, end_f=None, idx=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames with PyAV, numbered and sampled as :func:`_read_decord` does; ``idx``: indices already sampled."""
+    import av
+
+    def open_stream():
+        try:
+            container = av.open(str(path))
+        except Exception as exc:
+            raise _DecoderFailed(f"cannot open the file ({_describe(exc)})") from exc
+        if not container.streams.video:
+            container.close()
+            raise _DecoderFailed("no video stream")
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1  # one thread per reader, as decord (DataLoader workers)
+        return container, stream
+
+    container, stream = open_stream()
+    with container:  # first pass: the packets' timestamps, no decoding
+        try:
+            # Every packet but the empty one that ends the stream: (timestamp, key frame).
+            packets = [
+                (p.pts if p.pts is not None else p.dts, p.is_keyframe)
+                for p in container.demux(stream)
+                if p.size or p.pts is not None or p.dts is not None
+            ]
+        except Exception as exc:
+            raise _DecoderFailed(
+                f"truncated or corrupt: cannot demux the video stream ({_describe(exc)})"
+            ) from exc
+        total = len(packets)
+        if total == 0:
+            raise _DecoderFailed("video has no frames")
+        if stream.frames > total:  # the header lists frames the file does not hold (cut off while written)
+            raise _DecoderFailed(
+                f"truncated or corrupt: the container lists {stream.frames} frames, the file holds {total}"
+            )
+        if idx is None:
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else 0.0
+            idx = _choose_indices(path, total, fps, num_frames, train, rng, start_s, end_s, start_f, end_f)
+        elif int(idx.max()) >= total:
+            raise _DecoderFailed(
+                f"frame {int(idx.max())} was asked for but the video stream has {total} frames"
+            )
+    if all(t is not None for t, _ in packets):
+        frame_ts = sorted(t for t, _ in packets)
+        key_ts = sorted(t for t, key in packets if key)
+    else:
+        frame_ts, key_ts = None, []
+    container, stream = open_stream()
+    with container:
+        try:
+            got = _pyav_decode(container, stream, sorted({int(i) for i in idx}), frame_ts, key_ts)
+        except _DecoderFailed:
+            raise
+        except Exception as exc:
+            raise _DecoderFailed(
+                f"truncated or corrupt: failed to decode frames {idx.tolist()} ({_describe(exc)})"
+            ) from exc
+    return np.stack([got[int(i)] for i in idx]), idx
+
+
+def _read_video(
+    path: Path, num_frames: int, train: bool, rng, start_s, end_s, start_f=None, end_f=None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """decord, and PyAV for a file decord fails on; ``(frames, indices, decoder)``.
+
+    PyAV decodes the indices decord had sampled (one draw from ``rng`` either way). A file neither reads
+    raises :class:`VideoReadError` with both reasons. Errors in the request (a window past the end) are
+    raised at once.
+    """
+    try:
+        frames, idx = _read_decord(path, num_frames, train, rng, start_s, end_s, start_f, end_f)
+        return frames, idx, "decord"
+    except _DecoderFailed as failed:
+        first = failed
+    try:
+        frames, idx = _read_pyav(path, num_frames, train, rng, start_s, end_s, start_f, end_f, first.indices)
+    except _DecoderFailed as second:
+        raise VideoReadError(path, f"decord: {first.reason}; PyAV: {second.reason}") from second
+    return frames, idx, "pyav"
 
 
 def _read_gif(path: Path, num_frames: int, train: bool, rng) -> np.ndarray:
@@ -162,20 +327,98 @@ def read_frames(
 
     ``start``/``end`` (seconds) or ``start_frame``/``end_frame`` (indices) restrict sampling to a window
     (HowTo100M clips, Ego4D moments). Images become a one-frame video repeated ``S`` times; GIFs are decoded
-    with PIL (decord cannot measure them). A ``meta`` dict receives the sampled frame ``indices``.
+    with PIL (decord cannot measure them). Videos are decoded with decord; a file decord cannot deliver as
+    ``(S, H, W, 3)`` uint8 (it fails, or returns another shape) is decoded with PyAV, same frame numbering
+    and the same sampled indices. A file neither reads raises :class:`VideoReadError` with both reasons.
+    A ``meta`` dict receives the sampled frame ``indices`` and the ``decoder`` that read them (``"decord"``,
+    ``"pyav"`` or ``"pil"``).
     """
     path = Path(path)
     _check_file(path)
     ext = path.suffix.lower()
     if ext in IMAGE_EXTENSIONS:
         frames, idx = np.repeat(read_image(path)[None], num_frames, axis=0), np.zeros(num_frames, np.int64)
+        decoder = "pil"
     elif ext in GIF_EXTENSIONS:
         frames, idx = _read_gif(path, num_frames, train, rng)
+        decoder = "pil"
     else:
-        frames, idx = _read_decord(path, num_frames, train, rng, start, end, start_frame, end_frame)
+        frames, idx, decoder = _read_video(path, num_frames, train, rng, start, end, start_frame, end_frame)
     if meta is not None:
         meta["indices"] = [int(i) for i in idx]
+        meta["decoder"] = decoder
     return frames
+
+
+def read_all_frames(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """Every frame of a video as uint8 ``(T, H, W, 3)``, decoded as :func:`read_frames` decodes the frames it
+    samples (decord, PyAV where decord fails; the same frame numbering), and the decoder that read them. For the
+    decoded-frame cache (:class:`FrameCache`)."""
+    path = Path(path)
+    _check_file(path)
+    frames, _, decoder = _read_video(path, None, False, None, None, None)
+    return frames, decoder
+
+
+# The decoded-frame cache ---------------------------------------------------------------------------------
+class FrameCache:
+    """Every stored frame of a set of equally shaped videos, decoded once: one uint8 array ``(N, T, H, W, 3)``
+    in a ``.npy`` file, memory-mapped, and ``index``, the row of each video (by the path the annotations give).
+
+    A clip read from it (:func:`load_cached_clip`) is the tensor :func:`load_clip` gives for the same file and
+    random stream, bit for bit: the rows hold what :func:`read_all_frames` decoded, and the sampled frame
+    indices and the crop are drawn from the stream in the same order. The file's pages are shared by every
+    process that maps it (DataLoader workers included, which map it themselves: a pickled cache carries only
+    its path and index). Building one is the data source's business (the built-in corpus:
+    :func:`allinone_lab.data.corpus.frame_cache`).
+    """
+
+    def __init__(self, path: str | os.PathLike, index: dict[str, int]) -> None:
+        self.path = Path(path)
+        self.index = dict(index)
+        self._frames: np.ndarray | None = None
+
+    @property
+    def frames(self) -> np.ndarray:
+        """The memory-mapped ``(N, T, H, W, 3)`` array (mapped on first use in each process)."""
+        if self._frames is None:
+            self._frames = np.load(self.path, mmap_mode="r")
+        return self._frames
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, video: object) -> bool:
+        return str(video) in self.index
+
+    def get(self, video: str | os.PathLike) -> np.ndarray | None:
+        """The stored frames ``(T, H, W, 3)`` of ``video`` (a read-only view), or None when it is not cached."""
+        row = self.index.get(str(video))
+        return None if row is None else self.frames[row]
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "index": self.index, "_frames": None}
+
+
+def load_cached_clip(
+    stored: np.ndarray,
+    cfg: DataConfig,
+    train: bool = False,
+    rng: np.random.Generator | None = None,
+    meta: dict | None = None,
+) -> torch.Tensor:
+    """:func:`load_clip` for a whole video whose every frame is in ``stored`` (uint8 ``(T, H, W, 3)``, from a
+    :class:`FrameCache`): the same TSN-sampled indices from ``rng``, then :func:`frames_to_tensor`. No time or
+    frame window (those rows are decoded). ``meta`` receives ``indices``, ``decoder="cache"``, ``resized_hw``
+    and ``crop``."""
+    if train and rng is None:
+        rng = np.random.default_rng()
+    idx = sample_indices(len(stored), cfg.num_frames, train, rng)
+    frames = np.asarray(stored[idx])  # copies the sampled frames out of the mapping
+    if meta is not None:
+        meta["indices"] = [int(i) for i in idx]
+        meta["decoder"] = "cache"
+    return frames_to_tensor(frames, cfg, train=train, rng=rng, meta=meta)
 
 
 def frames_to_tensor(

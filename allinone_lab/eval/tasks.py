@@ -159,12 +159,12 @@ def evaluate_multiple_choice(model: AllInOne, batches: Batches, per_item: bool =
 
     Batches may carry ``subset (B, K)``, a boolean mask of candidates (the answer included, e.g. the answer
     and its temporal-only distractors): ``subset_accuracy`` is then the accuracy among those alone over the
-    batches that carry one, from the same forward pass. ``per_item`` adds ``predictions`` (the chosen
+    batches that carry one, from the same forward pass, and ``subset_chance`` its chance level. ``per_item`` adds ``predictions`` (the chosen
     candidate of each item) and ``correct`` (booleans), in the order of the batches: what a score that
     combines two evaluations item by item needs (VCR's Q->AR)."""
     model.eval()
     dev = _device(model)
-    predictions, answers, subset_predictions, subset_answers = [], [], [], []
+    predictions, answers, subset_predictions, subset_answers, subset_sizes = [], [], [], [], []
     for b in batches:
         ids, mask = b["input_ids"].to(dev), b["attention_mask"].to(dev)
         scores = over_clips(b["video"], partial(_choice_scores, model, ids, mask)).cpu()
@@ -173,10 +173,12 @@ def evaluate_multiple_choice(model: AllInOne, batches: Batches, per_item: bool =
         if "subset" in b:
             subset_predictions.append(scores.masked_fill(~b["subset"], float("-inf")).argmax(1))
             subset_answers.append(b["answer"])
+            subset_sizes.append(b["subset"].sum(1).float())
     result: dict[str, Any] = {"accuracy": accuracy(torch.cat(predictions), torch.cat(answers)),
                               "chance": 100.0 / scores.shape[1]}
     if subset_predictions:
         result["subset_accuracy"] = accuracy(torch.cat(subset_predictions), torch.cat(subset_answers))
+        result["subset_chance"] = float(100.0 * (1.0 / torch.cat(subset_sizes)).mean())
     if per_item:
         result.update(_per_item(torch.cat(predictions), torch.cat(answers)))
     return result

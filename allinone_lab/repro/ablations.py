@@ -22,7 +22,7 @@ from ..train import jobs
 from ..train.presets import CPU_PRETRAIN_STEPS
 from . import paper as paper_numbers
 from .model_tables import parse_list
-from .pretraining import arm_experiment, describe, preflight_arms, pretrain_arm
+from .pretraining import HEADLINE, arm_experiment, describe, preflight_arms, pretrain_arm
 from .spec import Context, Param, ParameterError, Reproduction, Result, register
 
 STEPS = Param("steps", int, None, help=f"pre-training steps per arm; None: by scale (cpu: {CPU_PRETRAIN_STEPS}, "
@@ -209,6 +209,7 @@ register(Reproduction(
     title="Table 8b: ratio of rolled tokens (zero-shot)",
     params=(Param("ratio", float, 0.25, help="fraction of visual tokens rolled", bounds=(0.0, 1.0)), STEPS),
     run=run_table8b,
+    headline=HEADLINE,
 ))
 
 

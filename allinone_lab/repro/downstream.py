@@ -100,8 +100,9 @@ def select_source(sources: dict[str, Source], choice: dict[str, Any] | str | Non
     runs = [(exp, ctx.output_dir, needs, {"source": {"subtask": source.subtask, "splits": dict(source.splits) or None},
                                           "init": params.get("init")})]
     if ctx.scale == "rehearsal" and params.get("init") is None:  # it pre-trains first: check that data too
-        pretraining = ctx.experiment()
-        runs.append((pretraining, ctx.run_path("pretrain"), jobs.pretraining_needs(pretraining), {}))
+        pretraining = arm_experiment(ctx, {}, params.get("pretrain_steps"))  # as :func:`pretrained` makes it
+        runs.append((pretraining, ctx.run_path("pretrain") / "pretrain", jobs.pretraining_needs(pretraining),
+                     {"run_config": pretraining.to_dict()}))
     ctx.preflight(runs)
     return source
 

@@ -1,31 +1,25 @@
-"""The steps of the downstream tutorial notebooks (``notebooks/retrieval.ipynb``, ``video_qa.ipynb``,
-``multiple_choice.ipynb``): a context for a scale, the fine-tuned model of a run, dual-stream against re-ranked
-retrieval, a retrieval index built and queried, and tables of predictions.
+"""Helpers of the downstream tutorial notebooks (``notebooks/retrieval.ipynb``, ``video_qa.ipynb``,
+``multiple_choice.ipynb``): the context a notebook works in, a retrieval index built and queried, and tables
+of predictions.
 
 Training and evaluation go through :mod:`allinone_lab.train.jobs` (via :mod:`.downstream`); these functions
-only load, compare and display.
+only load and display.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..eval import EmbeddingIndex, encode_videos
-from ..io import atomic_write_json
 from ..model import AllInOne
 from ..train import jobs
-from ..train.presets import PRESETS, Experiment
+from ..train.presets import PRESETS
 from .run import seed_everything
-from .show import Markdown, markdown_table, notebook_figure
+from .show import Markdown, markdown_table
 from .spec import Context, ParameterError, resolve_device
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 def context(scale: str, data_root: str | None = None, output_dir: str | Path = "results", seed: int = 0,
@@ -39,63 +33,7 @@ def context(scale: str, data_root: str | None = None, output_dir: str | Path = "
                    data_root=data_root, progress=scale != "smoke")
 
 
-def selected_model(ctx: Context, run: str) -> tuple[AllInOne, Experiment]:
-    """The checkpoint a fine-tuning run in ``output_dir/runs/<scale>/<run>`` selected on validation
-    (``checkpoints/best.pt``), with the experiment it was trained as (QA: its answer head), in eval mode."""
-    run_dir = ctx.run_dir(run)
-    results = run_dir / "results.json"
-    if not results.is_file():
-        raise FileNotFoundError(f"{results} does not exist: fine-tune the run {run!r} first")
-    exp = Experiment.from_dict(json.loads(results.read_text())["config"])
-    model = jobs.load_model(exp, run_dir / "checkpoints" / "best.pt").to(ctx.device).eval()
-    return model, exp
-
-
-def metrics_table(metrics: dict[str, Any], skip: tuple[str, ...] = ("score",)) -> Markdown:
-    """A two-column table of ``metrics`` (numbers only)."""
-    rows = [[k, v] for k, v in metrics.items() if k not in skip and isinstance(v, (int, float))]
-    return Markdown(markdown_table(["metric", "value"], rows))
-
-
-def validation_figure(ctx: Context, run: str) -> Figure:
-    """The validation score at each evaluation of a fine-tuning run (``validation.jsonl``) and the training
-    loss (``metrics.jsonl``); the selected step is marked."""
-    from matplotlib.figure import Figure
-
-    run_dir = ctx.run_dir(run)
-
-    def rows(name: str) -> list[dict[str, Any]]:
-        path = run_dir / name
-        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
-
-    history, logs = rows("validation.jsonl"), rows("metrics.jsonl")
-    fig = Figure(figsize=(9, 3.2), layout="constrained")
-    loss_ax, val_ax = fig.subplots(1, 2)
-    loss_ax.plot([e["step"] for e in logs], [e["loss"] for e in logs])
-    loss_ax.set(xlabel="step", title="training loss")
-    if history:
-        val_ax.plot([h["step"] for h in history], [h["score"] for h in history], marker="o")
-        best = max(history, key=lambda h: h["score"])
-        val_ax.axvline(best["step"], color="grey", linestyle=":", label=f"selected (step {best['step']})")
-        val_ax.legend(fontsize=8)
-    val_ax.set(xlabel="step", title="validation score (%)")
-    for ax in (loss_ax, val_ax):
-        ax.grid(alpha=0.3)
-    return notebook_figure(fig)
-
-
 # Retrieval -----------------------------------------------------------------------------------------------------
-def scoring_comparison(model: AllInOne, ds, rerank_top_k: int) -> tuple[Markdown, dict[str, dict[str, float]]]:
-    """Retrieval on ``ds`` scored dual-stream and, with ``rerank_top_k`` > 0, re-ranked by VTM: a table and the
-    metrics of each scoring."""
-    scorings = {"dual-stream": jobs.retrieval_evaluation(model, ds)}
-    if rerank_top_k > 0:
-        scorings[f"re-rank top {rerank_top_k}"] = jobs.retrieval_evaluation(model, ds, rerank_top_k=rerank_top_k)
-    columns = [f"{d}_{m}" for d in ("t2v", "v2t") for m in ("R@1", "R@5", "R@10", "MdR")]
-    table = markdown_table(["scoring", *columns], [[name, *(m[c] for c in columns)] for name, m in scorings.items()])
-    return Markdown(table), scorings
-
-
 def build_video_index(model: AllInOne, ds, path: str | Path, batch_size: int = 32) -> EmbeddingIndex:
     """Encode each unique video of a retrieval dataset once (``ds.videos`` order; ids are positions in it) and
     save the index at ``path`` (safetensors, atomically)."""
@@ -125,15 +63,6 @@ def query_index(model: AllInOne, index: EmbeddingIndex, ds, text: str, k: int = 
 
 
 # QA and multiple choice ---------------------------------------------------------------------------------------
-def comparison_table(named: dict[str, dict[str, Any]], skip: tuple[str, ...] = ("score",)) -> Markdown:
-    """One row per metric, one column per named set of metrics (e.g. zero-shot against fine-tuned)."""
-    keys: list[str] = []
-    for metrics in named.values():
-        keys += [k for k, v in metrics.items() if k not in keys and k not in skip and isinstance(v, (int, float))]
-    rows = [[k, *(metrics.get(k) for metrics in named.values())] for k in keys]
-    return Markdown(markdown_table(["metric", *named], rows))
-
-
 def predictions(model: AllInOne, ds, count: int = 4) -> Markdown:
     """Predictions on the first ``count`` test items: :func:`qa_predictions` for open-ended QA,
     :func:`mc_predictions` for multiple choice (VCR included)."""
@@ -151,7 +80,7 @@ def qa_predictions(model: AllInOne, ds, count: int = 8) -> Markdown:
     """The first ``count`` items of an open-ended QA dataset: question, answer, the model's answer."""
     if model.qa_head is None:
         raise ValueError("qa_predictions: the model has no answer head (ModelConfig.num_answers=0); load the "
-                         "fine-tuned QA run with selected_model()")
+                         "fine-tuned QA run's checkpoints/best.pt (jobs.load_model)")
     model.eval()
     device = next(model.parameters()).device
     batch = next(iter(jobs.loader(jobs.IndexSubset(ds, np.arange(min(count, len(ds)))), count)))
@@ -180,10 +109,3 @@ def mc_predictions(model: AllInOne, ds, count: int = 3) -> Markdown:
         for j, option in enumerate(options):
             rows.append([index, j, str(option), float(scores[i, j]), j == int(batch["answer"][i]), j == chosen])
     return Markdown(markdown_table(["item", "option", "text", "score", "answer", "chosen"], rows))
-
-
-def write_results(output_dir: str | Path, values: dict[str, Any]) -> Path:
-    """``values`` as ``output_dir/results.json``, atomically."""
-    path = Path(output_dir) / "results.json"
-    atomic_write_json(values, path)
-    return path

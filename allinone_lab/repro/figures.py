@@ -6,7 +6,9 @@ corpus, with the rolled positions marked.
 
 ``fig6``: cloze with optimal transport on test items of the built-in corpus: the transport mass of each
 masked word inside the mask of the object it describes, against a uniform plan, per word kind (direction,
-colour, shape), and heatmaps of example items with the predicted words as titles.
+colour, shape) and per frame, with the features of the block chosen on training items; and heatmaps of the
+typical (median) item of each kind, its rank printed beside it, the predicted words as titles, the frames
+dimmed in grey and the object outlined.
 
 Both pre-train with the ``scale`` preset (or load the given checkpoints) and save the figure's data next to
 ``results.json`` so that :func:`repro.plot` can redraw it.
@@ -25,7 +27,17 @@ from ..ot import SOLVERS
 from ..train import jobs
 from ..train.runs import load_run, pretrain_or_reuse
 from ..viz.attention import AttentionProfile, attention_profile, plot_attention_profiles
-from ..viz.cloze import KINDS, SCOPES, HeatmapRow, cloze_alignment, draw_heatmaps, run_cloze
+from ..viz.cloze import (
+    KINDS,
+    SCOPES,
+    HeatmapRow,
+    choose_layer,
+    cloze_alignment,
+    draw_heatmaps,
+    layer_alignment,
+    run_cloze,
+    typical_items,
+)
 from ..viz.sources import ModelBundle, corpus_pair_batches, load_corpus_clip
 from .pretraining import arm_experiment, describe
 from .spec import Context, Param, ParameterError, Reproduction, Result, register
@@ -47,7 +59,7 @@ def pretrained_bundle(ctx: Context, name: str, checkpoint: str | None, steps: in
         return bundle, f"{name}: checkpoint {checkpoint}"
     exp = arm_experiment(ctx, overrides or {}, steps)
     run_dir = ctx.run_path(name) / "pretrain"
-    ctx.preflight([(exp, run_dir, jobs.pretraining_needs(exp), {})])
+    ctx.preflight([(exp, run_dir, jobs.pretraining_needs(exp), {"run_config": exp.to_dict()})])
     run = pretrain_or_reuse(exp, run_dir, progress=ctx.progress)
     # The model as its run directory records it (a run reused from an earlier call keeps its configuration).
     bundle = ModelBundle.from_run(load_run(run.run_dir, ctx.device), ctx.device)
@@ -136,43 +148,82 @@ FIG4 = register(Reproduction(
 
 
 # Fig. 6 ---------------------------------------------------------------------------------------------------
+TARGET_SHARE = 0.75  # direction items whose word beats the uniform plan in at least 2 of the 3 frames
+SELECTION_ITEMS = 3  # training items that choose the block, per test item measured
+
+
+def _layer_line(rows: list[dict[str, Any]], kind: str = "direction") -> str:
+    return ", ".join(f"block {r['layer']}: {100 * r['items_in_several_frames']:.0f}%" for r in rows
+                     if r["kind"] == kind)
+
+
 def run_fig6(params: dict[str, Any], ctx: Context) -> Result:
     _check_positive(params, "fig6", "items")
     if not 0 <= params["threshold"] <= 1:
         raise ParameterError(f"fig6: parameter threshold={params['threshold']!r}: expected a fraction in [0, 1]")
     bundle, origin = pretrained_bundle(ctx, "model", params["checkpoint"], params["steps"])
+    solver, scope = params["solver"], params["scope"]
+    # The block whose features are transported is chosen on training items, never on the test items reported.
+    train_items = corpus_dataset("cloze", "train", bundle.data, bundle.corpus, train=False, with_masks=True)
+    chosen_on = layer_alignment(bundle.model, train_items, SELECTION_ITEMS * params["items"], KINDS, solver=solver,
+                                scope=scope)  # fmt: skip
+    layer = choose_layer(chosen_on)
     ds = corpus_dataset("cloze", "test", bundle.data, bundle.corpus, train=False, with_masks=True)
-    stats = cloze_alignment(bundle.model, ds, params["items"], KINDS, solver=params["solver"], scope=params["scope"])
-    rows = [{"kind": r["kind"], "items": r["items"], "mass in mask": r["mass_in_mask"], "uniform plan": r["uniform"],
-             "ratio": r["ratio"], "items above uniform": r["items_above_uniform"],
-             "frames above uniform": r["frames_above_uniform"], "cloze accuracy": r["cloze_accuracy"]}
-            for r in stats["rows"]]  # fmt: skip
+    by_layer = layer_alignment(bundle.model, ds, params["items"], KINDS, solver=solver, scope=scope)
+    stats = cloze_alignment(bundle.model, ds, params["items"], KINDS, solver=solver, scope=scope, layer=layer)
+    rows = [{"kind": r["kind"], "items": r["items"], "layer": layer, "mass in mask": r["mass_in_mask"],
+             "uniform plan": r["uniform"], "ratio": r["ratio"], "items above uniform": r["items_above_uniform"],
+             "frames above uniform": r["frames_above_uniform"], "items in 2+ frames": r["items_in_several_frames"],
+             "cloze accuracy": r["cloze_accuracy"]} for r in stats["rows"]]  # fmt: skip
     metrics = {f"{key}_{r['kind']}": r[field] for r in stats["rows"]
-               for key, field in (("mass_in_mask", "mass_in_mask"), ("uniform", "uniform"), ("ratio", "ratio"))}
+               for key, field in (("mass_in_mask", "mass_in_mask"), ("uniform", "uniform"), ("ratio", "ratio"),
+                                  ("items_in_2plus_frames", "items_in_several_frames"))}  # fmt: skip
+    metrics["layer"] = float(layer)
+    last = len(bundle.model.blocks)
+    for r in by_layer:
+        if r["layer"] == last:
+            metrics[f"items_in_2plus_frames_{r['kind']}_last_layer"] = r["items_in_several_frames"]
+    picks = typical_items(stats["items"], KINDS)
     examples = []
     for kind in KINDS[: max(0, params["examples"])]:
-        index = next((it["index"] for it in stats["items"] if it["kind"] == kind), None)
-        if index is None:
+        if kind not in picks:
             continue
-        clip = load_corpus_clip(index, bundle.data, bundle.corpus, split="test", task="cloze")
-        res = run_cloze(bundle.model, clip, words=[str(clip.info["word"])], solver=params["solver"],
-                        scope=params["scope"])
+        pick = picks[kind]
+        clip = load_corpus_clip(pick.item["index"], bundle.data, bundle.corpus, split="test", task="cloze")
+        res = run_cloze(bundle.model, clip, words=[str(clip.info["word"])], solver=solver, scope=scope, layer=layer)
         pred = res.predictions[0]
         examples.append({"frames": torch.from_numpy(res.frames), "plan": res.plans[0], "grid": list(res.grid),
-                         "title": f"{pred.top} ({pred.probability:.2f})", "label": f"{kind}: [{pred.word.text}]",
-                         "correct": pred.correct, "mask": clip.object_mask(1)})  # fmt: skip
-    atomic_save({"examples": examples, "threshold": params["threshold"]}, ctx.output_dir / FIG6_DATA)
-    notes = [f"{params['solver']} transport between the caption's tokens and the patches, scope {params['scope']!r}; "
-             "mass in mask: mean over items of the mean over frames where the object is visible",
+                         "title": f"predicted: {pred.top} ({pred.probability:.2f})",
+                         "label": f"{kind}: [{pred.word.text}]", "correct": pred.correct,
+                         "mask": clip.object_mask(1), "note": pick.note(), "index": pick.item["index"],
+                         "rank": pick.rank, "count": pick.count})  # fmt: skip
+    atomic_save({"examples": examples, "threshold": params["threshold"], "layer": layer, "by_layer": by_layer,
+                 "chosen_on": chosen_on}, ctx.output_dir / FIG6_DATA)  # fmt: skip
+    direction = next((r for r in stats["rows"] if r["kind"] == "direction"), None)
+    notes = [f"{solver} transport between the caption's tokens and the patches, scope {scope!r}, features of block "
+             f"{layer} of {last} (through the final norm); mass in mask: mean over items of the mean over frames "
+             "where the object is visible",
              "uniform plan: the object's share of the frame (what a plan blind to the video would put inside)",
-             origin]
+             f"block chosen on the first {SELECTION_ITEMS * params['items']} cloze items of the training split "
+             f"(share of direction items above the uniform plan in at least 2 frames: {_layer_line(chosen_on)}); "
+             f"the test items above, by block: {_layer_line(by_layer)}",
+             "examples: for each word kind the test item at the median of mass in the object over the uniform plan's, "
+             "with its rank printed beside it (not the best ones)"]  # fmt: skip
+    if direction is not None:
+        share = direction["items_in_several_frames"]
+        verdict = "met" if share >= TARGET_SHARE else "NOT met (where and why: docs/visualisation.md, 'How well " \
+            "the pictures align')"
+        notes.append(f"target, direction words above the uniform plan in at least 2 of 3 frames for at least "
+                     f"{100 * TARGET_SHARE:.0f}% of items: {verdict}; {100 * share:.0f}% of {direction['items']} "
+                     "items here")
+    notes.append(origin)
     return Result(metrics=metrics, rows=rows, notes=notes)
 
 
 def plot_fig6(result: Result):
     data = torch.load(_result_dir(result) / FIG6_DATA, weights_only=True)
     rows = [HeatmapRow(e["frames"].numpy(), e["plan"], tuple(e["grid"]), e["title"], e["label"], e["correct"],
-                       e["mask"].numpy()) for e in data["examples"]]  # fmt: skip
+                       e["mask"].numpy(), e.get("note", "")) for e in data["examples"]]  # fmt: skip
     if not rows:
         return None
     return draw_heatmaps(rows, threshold=float(data["threshold"]))
@@ -183,7 +234,7 @@ FIG6 = register(Reproduction(
     title="Fig. 6: cloze with optimal transport between masked words and patches",
     params=(
         Param("items", int, 96, help="test cloze items measured (directions, colours and shapes)"),
-        Param("examples", int, 3, help="example clips drawn (one per word kind)"),
+        Param("examples", int, 3, help="example clips drawn (one per word kind: its median item)"),
         Param("steps", int, None, help="pre-training steps (None: by scale)"),
         Param("checkpoint", str, None, help="a model to use instead of pre-training one"),
         Param("solver", str, "ipot", SOLVERS, help="optimal transport solver"),

@@ -29,7 +29,7 @@ from ..train import jobs
 from ..train.distributed import world_size
 from ..train.presets import Experiment, pretrain_budget
 from ..train.runs import evaluate, pretrain_or_reuse
-from .spec import Context, ParameterError
+from .spec import Context, Headline, ParameterError
 
 # Measured columns of an arm pre-trained on the built-in corpus (percent).
 MEASURED_COLUMNS = {
@@ -41,6 +41,16 @@ MEASURED_COLUMNS = {
 # The paper's columns of an arm pre-trained on prepared data: zero-shot multiple choice (percent) on each
 # benchmark's test set.
 PAPER_COLUMNS = {DATASETS[name].label: f"{name}/mc_accuracy" for name in jobs.ZERO_SHOT_MC}  # LSMDC, MSR-VTT
+# What a sweep over a pre-training ablation plots: the temporal columns first (the claim of token rolling),
+# chance marked; on prepared data the paper's own columns, its numbers beside ours.
+HEADLINE = (
+    Headline("zero-shot MC (temporal)", "multiple choice: answer vs its direction-only distractors (%)",
+             chance="mc_temporal_chance"),
+    Headline("cloze (temporal)", "cloze: masked temporal words predicted (%)"),
+    Headline("zero-shot MC", "zero-shot multiple choice, all options (%)", chance="mc_chance"),
+    *(Headline(label, f"zero-shot multiple choice on {label} (%)", chance=20.0, paper=label)
+      for label in PAPER_COLUMNS),  # both 5-way
+)
 
 
 def arm_experiment(ctx: Context, overrides: dict[str, Any], steps: int | None = None, variant: str | None = None,
@@ -73,7 +83,8 @@ def preflight_arms(ctx: Context, arms: list[tuple[str, Experiment, Experiment | 
     need: its pre-training and evaluation data, weights, run directory and disk; one error lists every
     problem of every arm (:meth:`Context.preflight`)."""
     ctx.preflight([(exp, ctx.run_path(name) / "pretrain",
-                    jobs.pretraining_needs(exp) + jobs.evaluation_needs(eval_exp or exp), {})
+                    jobs.pretraining_needs(exp) + jobs.evaluation_needs(eval_exp or exp),
+                    {"run_config": exp.to_dict()})
                    for name, exp, eval_exp in arms])
 
 

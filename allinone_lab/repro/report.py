@@ -15,6 +15,7 @@ from . import paper as paper_numbers
 from .run import RESULTS_FILE, load_result
 from .show import comparison_rows, markdown_table, render
 from .spec import REPRODUCTIONS, Result
+from .sweep import PLOT_FILE
 
 PAPER_TITLE = "All in One: Exploring Unified Video-Language Pre-training"
 
@@ -66,7 +67,7 @@ def _differing(items: list[tuple[Path, Result]]) -> list[str]:
 def section(name: str, items: list[tuple[Path, Result]], root: Path) -> list[str]:
     """One reproduction's part of the report: with one run, :func:`render`; with several (a sweep), one
     comparison table with a ``run`` column, then a table of the runs (differing parameters, time, memory,
-    machine) and one of their metrics."""
+    machine), one of their metrics, and the sweep's plot where the runs are the points of a sweep."""
     if len(items) == 1:
         path, result = items[0]
         lines = [f"## {name}", "", f"Run `{_rel(path, root)}`", "", render(result)]
@@ -95,6 +96,10 @@ def section(name: str, items: list[tuple[Path, Result]], root: Path) -> list[str
     notes = list(dict.fromkeys([*(paper["notes"] if paper else []), *(n for _, r in items for n in r.notes)]))
     if notes:
         lines += ["Notes:", *[f"- {n}" for n in notes], ""]
+    for sweep in sorted({path.parent.parent for path, _ in items}):  # a sweep's plot of all its points
+        plot = sweep / PLOT_FILE
+        if plot.is_file() and (sweep == root or root in sweep.parents):
+            lines += [f"![sweep of {name}]({plot.relative_to(root)})", ""]
     for path, _ in items:
         lines += _images(path, root)
     return lines

@@ -17,6 +17,7 @@ knobs. :func:`check_parameters` validates and types the values a notebook passes
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 from collections.abc import Callable
@@ -179,12 +180,29 @@ class Result:
         return cls(**kept, path=None if path is None else Path(path))
 
 
+@dataclass(frozen=True)
+class Headline:
+    """A column of a reproduction's rows that carries its table's claim, as a sweep plots it: ``label`` in
+    words (with its unit), the level of ``chance`` (a number, or the name of the metric holding it), and
+    ``paper``, the paper's column to draw beside it (where the paper measured that quantity)."""
+
+    column: str
+    label: str
+    chance: float | str | None = None
+    paper: str | None = None
+
+    def chance_in(self, metrics: dict[str, Any]) -> float | None:
+        value = metrics.get(self.chance) if isinstance(self.chance, str) else self.chance
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 @dataclass
 class Reproduction:
     """One table or figure of the paper: its knobs and the function that measures it.
 
     ``run(params, ctx) -> Result``; ``paper_key`` names the paper's numbers in :mod:`repro.paper`
-    (default: ``name``); ``plot(result) -> Figure`` draws the figure where the paper has one.
+    (default: ``name``); ``plot(result) -> Figure`` draws the figure where the paper has one;
+    ``headline``: the row columns that carry the claim, which a sweep over its parameters plots.
     """
 
     name: str
@@ -194,6 +212,7 @@ class Reproduction:
     paper_key: str | None = None
     plot: Callable[[Result], Figure] | None = None
     reads_data: bool = True  # False: measures models only (no dataset, no training), ready anywhere
+    headline: tuple[Headline, ...] = ()
 
     def __post_init__(self) -> None:
         self.params = tuple(self.params)
@@ -236,14 +255,65 @@ def get(name: str) -> Reproduction:
     return REPRODUCTIONS[name]
 
 
+PAPERMILL_CELL = "# Parameters"  # the first line of the cell papermill injects for ``-p NAME VALUE``
+
+
+def _assigned(source: str) -> list[str]:
+    """The names a cell's top-level assignments bind (``a = 1``, ``a: int = 1``)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+            if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def notebook_parameters() -> tuple[list[str], list[str]] | None:
+    """``(declared, passed)`` in the running notebook kernel: the names its ``parameters`` cell assigns and
+    the names papermill injected (``-p NAME VALUE``); None outside a kernel or when papermill passed
+    nothing. Read from the kernel's input history, where papermill's injected cell directly follows the
+    notebook's parameters cell."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    history = shell.user_ns.get("In", []) if shell is not None else []
+    for i in range(len(history) - 1, 0, -1):
+        if isinstance(history[i], str) and history[i].lstrip().startswith(PAPERMILL_CELL):
+            return _assigned(history[i - 1]), _assigned(history[i])
+    return None
+
+
+def check_notebook_parameters(notebook: str = "this notebook", declared: list[str] | None = None) -> None:
+    """Refuse, before any work, a parameter papermill passed (``-p NAME VALUE``) that the notebook does not
+    declare: papermill itself only warns and runs with the default. ``declared``: the names allowed (default:
+    those the notebook's ``parameters`` cell assigns). Does nothing outside papermill."""
+    found = notebook_parameters()
+    if found is None:
+        return
+    in_cell, passed = found
+    declared = in_cell if declared is None else list(declared)
+    unknown = [name for name in passed if name not in declared]
+    if unknown:
+        raise ParameterError(f"{notebook}: unknown parameter(s) {unknown} (papermill -p); it declares "
+                             f"{declared}")
+
+
 def check_parameters(name: str, **values: Any) -> dict[str, Any]:
     """The parameters of reproduction ``name``, validated and typed, defaults filled in.
 
-    Raises :class:`ParameterError` for an unknown parameter or a value of the wrong type, out of its
+    Raises :class:`ParameterError` for an unknown parameter (in ``values``, or one papermill injected into
+    the notebook running this: :func:`check_notebook_parameters`) or a value of the wrong type, out of its
     choices, or a ``device`` torch cannot parse.
     """
     reproduction = get(name)
     params = {p.name: p for p in reproduction.all_params}
+    check_notebook_parameters(f"reproductions/{name}.ipynb", list(params))
     unknown = sorted(set(values) - set(params))
     if unknown:
         raise ParameterError(f"{name}: unknown parameter(s) {unknown}; expected some of {list(params)}")
@@ -331,9 +401,11 @@ class Context:
         return exp
 
     def run_path(self, name: str) -> Path:
-        """``output_dir/runs/<scale>/<name>``: checkpoints and logs of one training run, apart for each scale
-        so that runs of different scales never share a directory (not created: see :meth:`run_dir`)."""
-        return self.output_dir / "runs" / self.scale / name
+        """``output_dir/runs/<scale>/<name>`` (``runs/<scale>-seed<N>/<name>`` for a seed other than 0):
+        checkpoints and logs of one training run, apart for each scale and seed so that those runs never share
+        a directory (not created: see :meth:`run_dir`). A run directory resumes only with the configuration it
+        records (:mod:`allinone_lab.train.rundir`)."""
+        return self.output_dir / "runs" / (self.scale if self.seed == 0 else f"{self.scale}-seed{self.seed}") / name
 
     def run_dir(self, name: str) -> Path:
         """:meth:`run_path`, created."""

@@ -289,8 +289,9 @@ def sweep_table(records: list[dict[str, Any]], swept: list[str]) -> tuple[list[s
 
 
 def gather(out: str | os.PathLike, swept: list[str] | None = None) -> tuple[Path | None, Path | None]:
-    """Write ``out/table.md`` (all points, sorted by the swept parameters) and ``out/plot.png`` (each metric
-    against the first swept parameter, one line per combination of the others). ``swept`` defaults to the
+    """Write ``out/table.md`` (all points, sorted by the swept parameters; over a swept ``seed``, the mean,
+    min and max of each headline column per condition) and ``out/plot.png`` (the reproduction's headline
+    columns against the first swept condition, :func:`claim_figure`; else each varying metric). ``swept`` defaults to the
     parameters that differ between points. Returns the two paths (None where there is nothing to write)."""
     out = Path(out)
     records = collect(out)
@@ -309,9 +310,17 @@ def gather(out: str | os.PathLike, swept: list[str] | None = None) -> tuple[Path
             list(paper["keys"]) + [c for c in paper["columns"] if c not in paper["keys"]],
             [[row.get(c) for c in list(paper["keys"]) + [c for c in paper["columns"] if c not in paper["keys"]]]
              for row in paper["rows"]])
+    headline = _headline_for(names)
+    columns = [h.column for h in headline if any(_numeric(r.get("rows", [{}])[0].get(h.column))
+                                                  for r in records if len(r.get("rows", [])) == 1)]
+    if SEED in swept and columns:
+        spread_header, spread_rows = spread_table(records, swept, columns)
+        text += "\n\nOver the seeds (mean, min, max):\n\n" + markdown_table(spread_header, spread_rows)
     table_path = out / TABLE_FILE
     atomic_write_bytes(table_path, lambda h: h.write((text + "\n").encode()))
-    figure = sweep_figure(header, rows, swept)
+    figure = claim_figure(records, swept, headline, paper) if headline else None
+    if figure is None:
+        figure = sweep_figure(header, rows, swept)
     if figure is None:
         return table_path, None
     plot_path = out / PLOT_FILE
@@ -330,21 +339,129 @@ def _paper_for(names: list[str]) -> dict[str, Any] | None:
     return paper_numbers.table_dict(reproduction.paper_key if reproduction else names[0])
 
 
+def _headline_for(names: list[str]) -> tuple:
+    """The headline columns of the one reproduction a sweep ran (none for several or an unknown one)."""
+    from .spec import REPRODUCTIONS
+
+    reproduction = REPRODUCTIONS.get(names[0]) if len(names) == 1 else None
+    return reproduction.headline if reproduction else ()
+
+
 def _sort_key(value: Any) -> tuple:
     return (0, float(value), "") if _numeric(value) else (1, 0.0, str(value))
 
 
+SEED = "seed"  # a swept seed is a repeat, not a condition: points of several seeds are summarised together
+# Metrics that describe the run rather than measure the model (never plotted).
+NOT_MEASURED = ("wall_seconds", "peak_memory_mb", "pretrain_seconds", "steps", "global batch", "Params (M)",
+                "PT time (s)")
+
+
+def _conditions(swept: list[str]) -> tuple[str | None, list[str]]:
+    """The swept parameter drawn on the x axis (the first that is not the seed) and the others that
+    split lines (the seed never does)."""
+    conditions = [n for n in swept if n != SEED]
+    return (conditions[0] if conditions else None), conditions[1:]
+
+
+def spread_table(records: list[dict[str, Any]], swept: list[str], columns: list[str]) -> tuple[list[str],
+                                                                                              list[list[Any]]]:
+    """Over the seeds of each condition: mean, min, max and the number of seeds of each of ``columns`` (row
+    values of single-row results)."""
+    x_name, others = _conditions(swept)
+    keys = [n for n in (x_name, *others) if n is not None]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in records:
+        if len(record.get("rows", [])) == 1:
+            params = record.get("params", {})
+            groups.setdefault(tuple(params.get(k) for k in keys), []).append(record["rows"][0])
+    header = [*keys, "seeds"] + [f"{c} ({stat})" for c in columns for stat in ("mean", "min", "max")]
+    rows = []
+    for key, members in sorted(groups.items(), key=lambda kv: tuple(_sort_key(v) for v in kv[0])):
+        row: list[Any] = [*key, len(members)]
+        for column in columns:
+            values = [m[column] for m in members if _numeric(m.get(column))]
+            row += [sum(values) / len(values), min(values), max(values)] if values else [None, None, None]
+        rows.append(row)
+    return header, rows
+
+
+def claim_figure(records: list[dict[str, Any]], swept: list[str], headline, paper: dict[str, Any] | None
+                 ) -> Figure | None:
+    """One panel per ``headline`` column present in the results: the column (labelled in words) against
+    the swept condition, each seed a dot and the mean a line (the spread over seeds visible), chance a
+    dashed line, and where the paper measured the same quantity its numbers as a second line. Results of
+    more than one row per run are not drawn here (None)."""
+    from matplotlib.figure import Figure
+
+    x_name, others = _conditions(swept)
+    single = [r for r in records if len(r.get("rows", [])) == 1]
+    if x_name is None or not single or len(single) != len(records):
+        return None
+    panels = [h for h in headline if any(_numeric(r["rows"][0].get(h.column)) for r in single)]
+    if not panels:
+        return None
+    xs_all = [r["params"].get(x_name) for r in single]
+    numeric_x = all(_numeric(x) for x in xs_all)
+    categories = list(dict.fromkeys(format_value(x) for x in xs_all))
+
+    def position(x: Any) -> float:
+        return float(x) if numeric_x else float(categories.index(format_value(x)))
+
+    fig = Figure(figsize=(4.6 * len(panels), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False).ravel()
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in single:
+        groups.setdefault(tuple(record["params"].get(n) for n in others), []).append(record)
+    seeds = len({repr(r["params"].get(SEED)) for r in single})
+    scales = sorted({str(r["params"].get("scale")) for r in single if r["params"].get("scale")})
+    ours = "ours" + (f", scale {scales[0]}" if len(scales) == 1 else "")
+    for ax, head in zip(axes, panels, strict=True):
+        for key, members in groups.items():
+            label = ", ".join([ours, *(f"{n}={format_value(v)}" for n, v in zip(others, key, strict=True))])
+            by_x: dict[float, list[float]] = {}
+            for record in members:
+                value = record["rows"][0].get(head.column)
+                if _numeric(value):
+                    by_x.setdefault(position(record["params"].get(x_name)), []).append(float(value))
+            xs = sorted(by_x)
+            line = ax.plot(xs, [sum(by_x[x]) / len(by_x[x]) for x in xs], marker="o",
+                           label=label + (f", mean of {seeds} seeds" if seeds > 1 else ""))[0]
+            if seeds > 1:
+                ax.scatter([x for x in xs for _ in by_x[x]], [v for x in xs for v in by_x[x]], s=12, alpha=0.5,
+                           color=line.get_color())
+        chances = {head.chance_in(r.get("metrics", {})) for r in single} - {None}
+        if len(chances) == 1:
+            ax.axhline(chances.pop(), color="grey", linestyle="--", linewidth=1, label="chance")
+        if paper and head.paper and x_name in paper.get("keys", ()):
+            points = sorted((position(row[x_name]), row[head.paper]) for row in paper["rows"]
+                            if _numeric(row.get(head.paper)) and (numeric_x or format_value(row[x_name]) in categories))
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="s", linestyle=":", color="black", label="the paper")
+        if not numeric_x:
+            ax.set_xticks(range(len(categories)), categories, rotation=30)
+        ax.set_xlabel(x_name)
+        ax.set_title(head.label, fontsize=9)
+        if head.label.endswith("(%)"):
+            ax.set_ylim(0, 100)  # every percentage on the same scale, chance and ceiling in view
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+
 def sweep_figure(header: list[str], rows: list[list[Any]], swept: list[str]) -> Figure | None:
-    """Each numeric metric against the first swept parameter (categorical if not numeric)."""
+    """Each measured metric that varies between points against the first swept parameter (categorical if
+    not numeric): the figure of a reproduction that declares no headline columns. Constants (a chance
+    level, a step count) and timings are left out."""
     from matplotlib.figure import Figure
 
     if not swept or not rows:
         return None
     x_name, others = swept[0], swept[1:]
-    metric_cols = [i for i, h in enumerate(header) if h not in swept and h not in ("wall_seconds", "peak_memory_mb")
-                   and any(_numeric(r[i]) for r in rows)]
+    metric_cols = [i for i, h in enumerate(header) if h not in swept and h not in NOT_MEASURED
+                   and any(_numeric(r[i]) for r in rows) and len({repr(r[i]) for r in rows}) > 1]
     if not metric_cols:
-        metric_cols = [header.index("wall_seconds")]
+        return None
     xs_raw = [r[0] for r in rows]
     numeric_x = all(_numeric(x) for x in xs_raw)
     categories = list(dict.fromkeys(format_value(x) for x in xs_raw))

@@ -27,7 +27,11 @@ def world_size() -> int:
 
 
 def is_main() -> bool:
-    return rank() == 0
+    """Rank 0 of the process group; before the group is joined, what torchrun's ``RANK`` says (so that work
+    done before joining, such as taking a run directory's lock, is done by one process only)."""
+    if is_distributed():
+        return rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def init_from_env(device: str = "auto") -> torch.device:

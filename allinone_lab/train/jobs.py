@@ -44,6 +44,7 @@ from .distributed import init_from_env, is_main, world_size
 from .loop import train
 from .objectives import MultipleChoice, OpenEndedQA, Pretraining, Retrieval
 from .presets import Experiment
+from .rundir import claim
 from .state import load_checkpoint
 
 # Data: the built-in corpus or a prepared dataset ----------------------------------------------------------
@@ -223,28 +224,30 @@ def pretrain(exp: Experiment, run_dir: str | Path, stop_after: int | None = None
     never used to pick a checkpoint.
     """
     run_dir = Path(run_dir)
-    preflight(exp, run_dir, pretraining_needs(exp) + (evaluation_needs(exp) if eval_every else []))
-    model = load_model(exp)
-    objective = Pretraining(model, exp.train.loss_weights, exp.data.vtm_neg_prob)
-    pairs = pretraining_pairs(exp)
-    curve_path = run_dir / "curve.jsonl"
-    done = 0
-    while True:
-        chunk = eval_every
-        if stop_after is not None:
-            chunk = stop_after - done if not eval_every else min(eval_every, stop_after - done)
-        before = _last_step(run_dir)
-        result = train(objective, pairs, exp.train, run_dir, collate_fn=collate, resolved_config=exp.to_dict(),
-                       stop_after=chunk, progress=progress)
-        done += result.step - before
-        if eval_every and result.step > before and is_main():
-            curve = {"step": result.step, **evaluate_pretrained(exp, model)}
-            model.train()
-            with curve_path.open("a") as handle:
-                handle.write(json.dumps(curve) + "\n")
-        finished = result.step >= exp.train.max_steps or (stop_after is not None and done >= stop_after)
-        if not eval_every or finished or result.step == before:
-            return result.checkpoint
+    preflight(exp, run_dir, pretraining_needs(exp) + (evaluation_needs(exp) if eval_every else []),
+              run_config=exp.to_dict())
+    with claim(run_dir):  # this process's alone from here on, curves included
+        model = load_model(exp)
+        objective = Pretraining(model, exp.train.loss_weights, exp.data.vtm_neg_prob)
+        pairs = pretraining_pairs(exp)
+        curve_path = run_dir / "curve.jsonl"
+        done = 0
+        while True:
+            chunk = eval_every
+            if stop_after is not None:
+                chunk = stop_after - done if not eval_every else min(eval_every, stop_after - done)
+            before = _last_step(run_dir)
+            result = train(objective, pairs, exp.train, run_dir, collate_fn=collate, resolved_config=exp.to_dict(),
+                           stop_after=chunk, progress=progress)
+            done += result.step - before
+            if eval_every and result.step > before and is_main():
+                curve = {"step": result.step, **evaluate_pretrained(exp, model)}
+                model.train()
+                with curve_path.open("a") as handle:
+                    handle.write(json.dumps(curve) + "\n")
+            finished = result.step >= exp.train.max_steps or (stop_after is not None and done >= stop_after)
+            if not eval_every or finished or result.step == before:
+                return result.checkpoint
 
 
 def pretraining_pairs(exp: Experiment):
@@ -323,15 +326,18 @@ def finetune_needs(exp: Experiment, task: str, zero_shot: bool = False,
 
 
 def preflight(exp: Experiment, run_dir: str | Path, needs: list[Need], extra_models: tuple = (),
-              source: dict[str, Any] | None = None, init: str | Path | None = None) -> None:
+              source: dict[str, Any] | None = None, init: str | Path | None = None,
+              run_config: dict[str, Any] | None = None) -> None:
     """Check everything a job will need before it spends compute, and raise one
     :class:`~allinone_lab.train.preflight.PreflightError` that lists every problem: the data ``needs``
     (present, non-empty, a sample decodes), the model's initial weights (``extra_models``: other model
-    configurations the job will build; ``init``: a checkpoint it starts from), a writable ``run_dir`` and the
-    free disk its checkpoints need."""
+    configurations the job will build; ``init``: a checkpoint it starts from), a writable ``run_dir`` that no
+    other process is writing and, given the ``run_config`` the run will record, that holds no run of another
+    configuration (:mod:`~allinone_lab.train.rundir`), and the free disk its checkpoints need."""
     from ..model import count_parameters
     from ..model.pretrained import check_init_weights
     from .preflight import Preflight, check_free_disk, check_output_dir, checkpoint_bytes
+    from .rundir import run_dir_problems
 
     check = Preflight()
     if init is not None and not Path(init).is_file():
@@ -340,6 +346,7 @@ def preflight(exp: Experiment, run_dir: str | Path, needs: list[Need], extra_mod
     for model_cfg in (exp.model, *extra_models) if init is None else extra_models:
         check.check(check_init_weights, model_cfg)
     check.check(check_output_dir, Path(run_dir))
+    check.check(run_dir_problems, Path(run_dir), run_config)
     with torch.device("meta"):
         parameters = count_parameters(build_model(exp.model.replace(init="scratch", init_file=None)),
                                       exclude_pretraining_heads=False)
@@ -369,6 +376,7 @@ def multiple_choice_accuracy(model: AllInOne, ds, batch_size: int = 16,
     out = {"mc_accuracy": result["accuracy"], "mc_chance": result["chance"]}
     if "subset_accuracy" in result:
         out["mc_temporal_accuracy"] = result["subset_accuracy"]
+        out["mc_temporal_chance"] = result["subset_chance"]
     return out
 
 
@@ -668,6 +676,14 @@ def finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init: 
         raise ValueError(f"task 'linear_probe': test_clips={test_clips!r} and per_item={per_item!r} do not "
                          f"apply; expected test_clips=1 and per_item=False")
     preflight(exp, run_dir, finetune_needs(exp, task, zero_shot, source), source=source, init=init)
+    with claim(run_dir):  # this process's alone from here on: training, selection and test
+        return _finetune(exp, task, run_dir, steps, init, eval_every, val_fraction, progress, zero_shot,
+                         objectives, rerank_top_k, source, probe_lrs, probe_epochs, test_clips, per_item)
+
+
+def _finetune(exp: Experiment, task: str, run_dir: str | Path, steps: int, init, eval_every, val_fraction,
+              progress, zero_shot, objectives, rerank_top_k, source, probe_lrs, probe_epochs, test_clips,
+              per_item) -> dict[str, Any]:
     if task == "linear_probe":
         return linear_probe_job(exp, run_dir, init, val_fraction, probe_lrs, probe_epochs, **source)
     if zero_shot:

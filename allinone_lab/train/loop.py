@@ -7,6 +7,11 @@ gradients to the global batch, clips, steps AdamW and the warm-up/linear-decay s
 to ``run_dir/metrics.jsonl`` (and TensorBoard where installed), and writes ``run_dir/checkpoints/last.pt``
 atomically every ``checkpoint_every`` steps and at the end. Calling it again on the same ``run_dir``
 resumes exactly: model, optimizer, scheduler, RNG streams and position in the data.
+
+The update depends on the global batch, not on how it is split: W processes accumulating A micro-batches
+each run the same W * A micro-batches (:class:`~allinone_lab.train.sampler.ResumableSampler`), each with
+the random draws of (seed, step, micro-batch), as one process accumulating W * A of them. (VTC is the
+exception: its negatives come from every process's micro-batch of the moment.)
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -29,7 +35,8 @@ from torch.utils.data import DataLoader, Dataset
 from .config import TrainConfig
 from .distributed import init_from_env, is_distributed, is_main, mean_across_processes, rank, world_size
 from .optim import build_optimizer, warmup_linear_schedule
-from .sampler import ResumableSampler
+from .rundir import claim
+from .sampler import ResumableSampler, micro_batch_index
 from .state import atomic_save, atomic_write_json, capture_rng, load_checkpoint, restore_rng
 
 
@@ -75,6 +82,12 @@ def move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def micro_batch_seed(seed: int, step: int, index: int) -> int:
+    """The torch seed of micro-batch ``index`` (:func:`~allinone_lab.train.sampler.micro_batch_index`) of
+    optimizer step ``step`` (0-based): a function of these alone, not of the process that runs it."""
+    return int(np.random.SeedSequence([seed % 2**64, step, index]).generate_state(1, np.uint64)[0])
+
+
 def train(
     objective: nn.Module,
     dataset: Dataset,
@@ -88,14 +101,26 @@ def train(
     """Optimise ``objective`` (an ``nn.Module`` returning ``(loss, metrics)`` for a batch) on ``dataset``.
 
     Args:
-        resolved_config: the whole experiment's configuration, written to ``run_dir/config.json``.
+        resolved_config: the whole experiment's configuration, written to ``run_dir/config.json`` (its
+            ``train`` section is ``config``, the one this run trains with).
         stop_after: leave after this many optimizer steps in this call (a time-boxed job); the schedule
             still spans ``config.max_steps`` and a later call resumes.
+
+    The run directory is this process's alone while it trains (:class:`~allinone_lab.train.rundir.RunLock`),
+    and a run it holds resumes only with the configuration it records (``config.json``; the step count may
+    grow): otherwise :class:`~allinone_lab.train.rundir.RunConfigMismatch` before any work.
     """
     device = init_from_env(config.device)
     run_dir = Path(run_dir)
+    with claim(run_dir, {**(resolved_config or {}), "train": config.to_dict()}):  # the steps it takes
+        return _train(objective, dataset, config, run_dir, device, collate_fn, stop_after, progress)
+
+
+def _train(objective: nn.Module, dataset: Dataset, config: TrainConfig, run_dir: Path, device: torch.device,
+           collate_fn, stop_after: int | None, progress: bool) -> RunResult:
     ckpt_path = run_dir / "checkpoints" / "last.pt"
-    torch.manual_seed(config.seed + rank())
+    # The same on every process: each micro-batch then reseeds from (seed, step, micro-batch) below.
+    torch.manual_seed(config.seed)
 
     objective.to(device)
     optimizer = build_optimizer(objective, config.lr, config.weight_decay, config.betas)
@@ -112,9 +137,7 @@ def train(
             scaler.load_state_dict(state["scaler"])
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
         restore_rng(state["rng"][rank()] if rank() < len(state["rng"]) else state["rng"][0])
-    elif is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json({"train": config.to_dict(), **(resolved_config or {})}, run_dir / "config.json")
+    elif is_main():  # a new run (claim, above, recorded its config.json)
         atomic_write_json(environment(), run_dir / "environment.json")
 
     model = objective
@@ -126,7 +149,11 @@ def train(
     if global_batch % per_step:
         raise ValueError(f"global_batch_size={global_batch} is not a multiple of batch_size x processes = {per_step}")
     accumulation = global_batch // per_step
-    sampler = ResumableSampler(len(dataset), config.batch_size, config.seed, True, rank(), world_size())
+    sampler = ResumableSampler(len(dataset), config.batch_size, config.seed, True, rank(), world_size(),
+                               accumulation)
+    # An objective may ask for figures of the whole optimizer step (every process, every micro-batch), e.g.
+    # the masked words of the global batch; what it returns is added to each of this process's micro-batches.
+    step_inputs = getattr(objective, "step_inputs", None)
 
     def batches():
         nonlocal epoch, batches_done
@@ -156,8 +183,14 @@ def train(
     try:
         while step < config.max_steps and (stop_after is None or steps_this_call < stop_after):
             step_loss = torch.zeros((), device=device)
-            for micro in range(accumulation):
-                batch = move(next(stream), device)
+            micro_batches = [next(stream) for _ in range(accumulation)]
+            shared = step_inputs(micro_batches) if step_inputs is not None else {}
+            for micro, batch in enumerate(micro_batches):
+                batch = move({**batch, **shared}, device)
+                # Dropout, stochastic depth, in-batch negatives...: drawn from (seed, step, micro-batch), the
+                # same wherever the micro-batch runs, whatever ran before it.
+                index = micro_batch_index(rank(), micro, accumulation)
+                torch.manual_seed(micro_batch_seed(config.seed, step, index))
                 sync = micro == accumulation - 1 or not is_distributed()
                 with nullcontext() if sync else model.no_sync():
                     with autocast_context(device, config.precision):

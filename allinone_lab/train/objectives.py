@@ -24,6 +24,8 @@ from .distributed import is_distributed, world_size
 from .losses import mlm_loss, multiple_choice_loss, vtc_loss, vtm_loss
 
 OBJECTIVES = ("vtm", "mlm", "vtc", "ot")
+# Batch entry set by Pretraining.step_inputs: the masked words of the whole optimizer step per micro-batch.
+MLM_ASKED_PER_BATCH = "mlm_asked_per_batch"
 
 __all__ = ["MultipleChoice", "OpenEndedQA", "Pretraining", "Retrieval", "balanced_mlm_loss", "word_patch_alignment"]
 
@@ -57,10 +59,13 @@ class Pretraining(nn.Module):
             asked = labels != -100
             # The vocabulary projection only where a word is asked: (n_masked, V), not (B, m, V).
             logits = model.mlm_head(out.text_tokens[asked])
-            loss = balanced_mlm_loss(logits, labels[asked])
+            per_batch = batch.get(MLM_ASKED_PER_BATCH)
+            loss = balanced_mlm_loss(logits, labels[asked], per_batch)
             total = total + w["mlm"] * loss
             metrics["mlm_loss"] = loss.detach()
-            metrics["mlm_acc"] = (logits.argmax(-1) == labels[asked]).float().mean()
+            right = (logits.argmax(-1) == labels[asked]).float()
+            # Weighted like the loss: the mean over micro-batches is the accuracy over the step's masked words.
+            metrics["mlm_acc"] = right.mean() if per_batch is None else right.sum() / per_batch.clamp(min=1)
         if w["vtm"] or w["ot"]:
             video, ids, mask, labels = self.vtm_pairs(batch)
             joint = model(video, ids, mask)
@@ -82,6 +87,19 @@ class Pretraining(nn.Module):
             metrics["vtc_loss"] = loss.detach()
         metrics["loss"] = total.detach()
         return total, metrics
+
+    def step_inputs(self, batches: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Called by the training loop with this process's micro-batches of one optimizer step before it runs
+        them; the result is added to each. Here ``mlm_asked_per_batch``: the masked words of the whole step
+        (every process, every micro-batch) per micro-batch, the normaliser of :func:`balanced_mlm_loss`."""
+        if not self.weights["mlm"]:
+            return {}
+        device = next(self.parameters()).device
+        asked = sum(int((b["mlm_labels"] != -100).sum()) for b in batches)
+        counts = torch.tensor([float(asked), float(len(batches))], device=device)
+        if is_distributed():
+            torch.distributed.all_reduce(counts)
+        return {MLM_ASKED_PER_BATCH: counts[0] / counts[1]}
 
     def vtm_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(video (B, S, C, H, W), ids (B, m), mask (B, m), labels (B,))``: the data's pairs, or
@@ -117,11 +135,17 @@ def word_patch_alignment(joint, ids: Tensor, mask: Tensor, labels: Tensor, prefi
     return wasserstein(cost, plan).mean()
 
 
-def balanced_mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+def balanced_mlm_loss(logits: Tensor, labels: Tensor, asked_per_batch: Tensor | None = None) -> Tensor:
     """MLM loss normalised by the masked positions of the *global* batch, so that averaging the
     per-process losses (as data parallelism does) equals the loss of one process holding every item.
 
-    ``logits (..., V)`` and ``labels (...)`` (-100 where nothing is asked)."""
+    ``logits (..., V)`` and ``labels (...)`` (-100 where nothing is asked). ``asked_per_batch``: the masked
+    positions of the whole optimizer step divided by its number of micro-batches (every process, every
+    accumulated micro-batch; :meth:`Pretraining.step_inputs`), so that the mean over micro-batches is the
+    mean over every masked word of the step however it is split; None: those of the micro-batches the
+    processes run now (all-reduced here)."""
+    if asked_per_batch is not None:
+        return mlm_loss(logits, labels) * (labels != -100).sum() / asked_per_batch.clamp(min=1)
     if not is_distributed():
         return mlm_loss(logits, labels)
     local = (labels != -100).sum()

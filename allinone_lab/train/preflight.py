@@ -187,8 +187,8 @@ def check_video_files(paths: Iterable[str | os.PathLike], sample: int = 2, label
 
     Every path must exist (a cheap ``stat``; more than a few missing files are summarised with a count);
     the first ``sample`` existing ones must decode at least one frame with the toolkit's reader
-    (:func:`allinone_lab.data.video.read_frames`: decord for videos, PIL for images and GIFs). Problems
-    name the file and the reader's reason. ``label`` (e.g. ``"msrvtt test"``) prefixes each problem to say
+    (:func:`allinone_lab.data.video.read_frames`: decord for videos, PyAV where decord fails, PIL for images
+    and GIFs). Problems name the file and the reader's reason. ``label`` (e.g. ``"msrvtt test"``) prefixes each problem to say
     which dataset and split the files belong to.
     """
     from ..data.video import VideoReadError, read_frames

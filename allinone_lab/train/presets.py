@@ -2,7 +2,7 @@
 
 - ``smoke``: seconds, for tests and CI (a tiny model on the smallest built-in corpus).
 - ``cpu``: about a quarter of an hour on a 2-core laptop, on the built-in corpus, sized so that direction
-  words are learned (99.5% cloze after 1,500 steps, against 42.6% for the time average and chance for a
+  words are learned (99.4% cloze after 1,500 steps, against 46.9% for the time average and chance for a
   single frame).
 - ``paper``: the paper's settings (Sec. 4.1): pre-training on WebVid2.5M + HowTo100M prepared under one
   ``data_root``, 200K steps at batch 16 per GPU for small/base (100K at 32 for tiny) on 32 GPUs (a global

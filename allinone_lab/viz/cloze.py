@@ -14,9 +14,18 @@ marginals. With a single word the plan would be uniform whatever the features: t
 the patches. ``scope="frame"`` solves one problem per frame (each frame's patches; every frame's map sums to
 1), ``scope="clip"`` one problem over all frames' patches.
 
+The features are those of the backbone's output by default; ``layer`` reads another block's output (through
+the final norm, every patch put back in its frame: :func:`layer_features`).
+
 Measurement (the corpus knows where each object is): :func:`mass_in_mask` is the fraction of a plan's mass
 inside an object's mask, per frame; :func:`uniform_mass_in_mask` the same for a uniform plan (the object's
-area share), the baseline.
+area share), the baseline; :func:`item_measure` both per frame and in how many frames the word beats the
+baseline; :func:`cloze_alignment` over corpus items, :func:`layer_alignment` for every block's features.
+
+Pictures (:func:`draw_heatmaps`): each frame dimmed and in grey, the word's mass in one sequential colour map
+with opacity growing with the mass, the object's mask outlined, the share inside it against the uniform
+plan's under each frame. Example items are chosen in the open (:func:`typical_items`: the median item of each
+kind, with its rank).
 
 Shapes: text features ``(B, m, D)``, patch features ``(B, S, N, D)``, plans ``(..., S, N)`` on a
 ``(gh, gw)`` patch grid, object masks ``(S, H, W)``.
@@ -181,6 +190,59 @@ def frame_patches(model: AllInOne, output: AllInOneOutput) -> Tensor:
     return tokens[:, :, model.config.num_prefix_tokens :]
 
 
+def resolve_layer(model: AllInOne, layer: int | None) -> int:
+    """The block whose output the transport reads, 1-based: ``None`` or ``-1`` is the last block (the
+    backbone's output), ``-2`` the one before, and so on."""
+    depth = len(model.blocks)
+    if layer is None:
+        return depth
+    chosen = int(layer) + depth + 1 if int(layer) < 0 else int(layer)
+    if not 1 <= chosen <= depth:
+        raise ValueError(f"layer={layer!r}: the model has blocks 1..{depth} (or -1..-{depth} from the top)")
+    return chosen
+
+
+@torch.no_grad()
+def layer_features(model: AllInOne, video: Tensor, ids: Tensor, attention_mask: Tensor,
+                   layers: Iterable[int | None] = (None,)) -> tuple[AllInOneOutput, dict[int, tuple[Tensor, Tensor]]]:
+    """One joint forward pass and, for each requested block (see :func:`resolve_layer`), the caption's token
+    features ``(B, m, D)`` (averaged over frames as the model averages its output) and each frame's patch
+    features ``(B, S, N, D)`` at that block's output, through the final norm, every patch token put back in
+    the frame it came from (the permutation token rolling has made up to that block).
+
+    The last block's features are the backbone's output (``output.text_tokens`` and
+    :func:`frame_patches`). Returns the output and ``{block: (text, patches)}``.
+    """
+    depth = len(model.blocks)
+    wanted = sorted({resolve_layer(model, layer) for layer in layers})
+    captured: dict[int, Tensor] = {}
+    handles = [model.blocks[block - 1].register_forward_hook(
+        lambda module, args, result, block=block: captured.__setitem__(block, result)) for block in wanted]
+    try:
+        output = model(video, ids, attention_mask, shuffle_patches=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    batch, frames, length = video.shape[0], video.shape[1], ids.shape[1]
+    prefix = model.config.num_prefix_tokens
+    features: dict[int, tuple[Tensor, Tensor]] = {}
+    for block in wanted:
+        if block == depth:
+            features[block] = (output.text_tokens, frame_patches(model, output))
+            continue
+        x = model.norm(captured[block])
+        if x.shape[0] == batch * frames:  # one sequence per frame: [text ; visual]
+            x = x.view(batch, frames, x.shape[1], x.shape[2])
+            text, visual = x[:, :, :length].mean(dim=1), x[:, :, length:]
+            origins = model.token_origins(frames, with_text=True, num_visual=visual.shape[2])
+            if len(origins):
+                visual = restore_frame_order(visual, origins[block - 1])
+        else:  # one sequence per clip: [text ; frame 1 ; frame 2 ; ...]
+            text, visual = x[:, :length], x[:, length:].reshape(batch, frames, -1, x.shape[-1])
+        features[block] = (text, visual[:, :, prefix:])
+    return output, features
+
+
 @torch.no_grad()
 def word_patch_plans(text_tokens: Tensor, sources: Tensor, frame_patches: Tensor, solver: str = "ipot",
                      scope: str = "frame", **solver_kwargs: Any) -> Tensor:
@@ -287,6 +349,7 @@ class ClozeResult:
     clip: Clip
     scope: str = "frame"
     solver: str = "ipot"
+    layer: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def mass_in_mask(self, label: int = 1) -> Tensor:
@@ -300,7 +363,7 @@ class ClozeResult:
 @torch.no_grad()
 def run_cloze(model: AllInOne, clip: Clip, caption: str | None = None, words: Iterable[str | int] | None = None,
               top_k: int = 5, solver: str = "ipot", scope: str = "frame", tokenizer: Any = None,
-              **solver_kwargs: Any) -> ClozeResult:
+              layer: int | None = None, **solver_kwargs: Any) -> ClozeResult:
     """Mask words of ``caption`` (default: the clip's), predict them, align them with the patches.
 
     Args:
@@ -309,6 +372,7 @@ def run_cloze(model: AllInOne, clip: Clip, caption: str | None = None, words: It
         words: words or word indices to mask; None masks the nouns and verbs.
         top_k: candidates per masked piece.
         solver, scope, solver_kwargs: see :func:`word_patch_plans`.
+        layer: the block whose output features are transported (:func:`resolve_layer`; None: the last).
     """
     tok = tokenizer if tokenizer is not None else load_tokenizer()
     caption = clip.caption if caption is None else caption
@@ -317,26 +381,28 @@ def run_cloze(model: AllInOne, clip: Clip, caption: str | None = None, words: It
     ids = mask_caption(encoded, masked, tok.mask_token_id)
     device = next(model.parameters()).device
     model.eval()
-    out = model(clip.video[None].to(device), ids[None].to(device), encoded.attention_mask[None].to(device),
-                shuffle_patches=False)
+    block = resolve_layer(model, layer)
+    out, features = layer_features(model, clip.video[None].to(device), ids[None].to(device),
+                                   encoded.attention_mask[None].to(device), [block])  # fmt: skip
     logits = model.mlm_logits(out)[0]
     predictions = [WordPrediction(encoded.words[i], top_k_tokens(logits, encoded.words[i].pieces, top_k, tok))
                    for i in masked]  # fmt: skip
-    patches = frame_patches(model, out)
+    text, patches = features[block]
     sources = source_tokens(ids[None], encoded.attention_mask[None], tok.cls_token_id, tok.sep_token_id)
-    plans = word_patch_plans(out.text_tokens, sources.to(device), patches, solver, scope, **solver_kwargs)[0]
+    plans = word_patch_plans(text, sources.to(device), patches, solver, scope, **solver_kwargs)[0]
     frames, height, width = clip.video.shape[0], clip.video.shape[-2], clip.video.shape[-1]
     grid = (height // model.config.patch_size, width // model.config.patch_size)
     word_plans = torch.stack([word_plan(plans, encoded.words[i].pieces, scope) for i in masked]) if masked else \
         torch.zeros(0, frames, patches.shape[2])
     return ClozeResult(caption=encoded, masked=masked, predictions=predictions, plans=word_plans.cpu(),
-                       grid=grid, frames=clip.frames, clip=clip, scope=scope, solver=solver)
+                       grid=grid, frames=clip.frames, clip=clip, scope=scope, solver=solver, layer=block)
 
 
 @dataclass
 class HeatmapRow:
     """One row of a heatmap figure: a clip's frames uint8 ``(S, H, W, 3)``, a word's ``(S, N)`` plan on a
-    ``grid``, the row's title and label, and optionally the object masks ``(S, H, W)`` to outline."""
+    ``grid``, the row's title and label, optionally the object masks ``(S, H, W)`` to outline and measure
+    against, and a note printed beside the row (how the example was chosen)."""
 
     frames: np.ndarray
     plan: Tensor | None
@@ -345,53 +411,131 @@ class HeatmapRow:
     label: str = ""
     correct: bool | None = None
     mask: np.ndarray | None = None
+    note: str = ""
+
+
+HEAT_CMAP = "magma"
+OUTLINE_COLOUR = "#00e5ff"
+MASS_LABEL = "share of the word's transport mass"
+
+
+def dimmed_grey(frame: np.ndarray, low: float = 0.1, high: float = 0.5) -> np.ndarray:
+    """A uint8 ``(H, W, 3)`` frame as dim grey, float ``(H, W)`` in ``[low, high]`` (luminance rescaled): the
+    clip stays readable underneath while its colours and texture cannot be mistaken for heat."""
+    pixels = np.asarray(frame, dtype=np.float32) / 255.0
+    luminance = pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114
+    return low + (high - low) * luminance
+
+
+def heat_rgba(heat: np.ndarray, vmax: float, cmap: Any, alpha: float, keep: np.ndarray | None = None) -> np.ndarray:
+    """``(gh, gw)`` mass -> ``(gh, gw, 4)`` RGBA: colour from ``cmap`` on ``[0, vmax]``, opacity proportional
+    to the mass (``alpha`` at ``vmax``), fully transparent where ``keep`` is False or the mass is ~0."""
+    level = np.clip(np.asarray(heat, dtype=np.float64) / max(float(vmax), 1e-12), 0.0, 1.0)
+    rgba = np.array(cmap(level), dtype=np.float64)
+    opacity = alpha * level
+    if keep is not None:
+        opacity = np.where(keep, opacity, 0.0)
+    rgba[..., 3] = np.where(level > 1e-3, opacity, 0.0)
+    return rgba
 
 
 def draw_heatmaps(rows: Sequence[HeatmapRow], threshold: float = 0.3, frames: Sequence[int] | None = None,
-                  alpha: float = 0.55, cmap: str = "jet", panel_size: float = 2.2):
-    """A grid of frames (columns) by rows, each frame overlaid with its row's plan above ``threshold`` of the
-    row's peak (:func:`threshold_plan`) and the object outline in white. Returns a matplotlib ``Figure``
-    (not managed by pyplot, so notebooks show it once)."""
+                  alpha: float = 0.95, cmap: str = HEAT_CMAP, panel_size: float = 2.2, outline: str = OUTLINE_COLOUR,
+                  colorbar: bool = True):
+    """A grid of frames (columns) by rows, drawn so that heat and clip separate.
+
+    Each frame is shown dimmed and in grey; the row's plan is overlaid with one sequential colour map
+    (``cmap``) whose opacity grows with the mass, on one scale for the whole figure (the colour bar, labelled
+    "share of the word's transport mass", marks the uniform plan's share of a patch); entries below
+    ``threshold`` of the row's peak (:func:`threshold_plan`) are left out. The object's true mask is outlined
+    in ``outline``, and under each frame is the share of the word's mass inside it against the uniform
+    plan's. A row's ``note`` is printed beside it. Returns a matplotlib ``Figure`` (not managed by pyplot,
+    so notebooks show it once); its first ``len(rows) * len(frames)`` axes are the frames, row by row.
+    """
+    import matplotlib
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     if not rows:
         raise ValueError("draw_heatmaps: expected at least one row")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold={threshold!r}: expected a fraction in [0, 1] of the word's largest entry")
     count = rows[0].frames.shape[0]
     chosen = list(range(count)) if frames is None else [int(f) for f in frames]
     for f in chosen:
         if not 0 <= f < count:
             raise ValueError(f"frame {f}: the clip has frames 0..{count - 1}")
-    fig = Figure(figsize=(panel_size * len(chosen) + 0.4, panel_size * len(rows) + 0.5))
-    axes = fig.subplots(len(rows), len(chosen), squeeze=False)
-    for r, row in enumerate(rows):
+    colours = matplotlib.colormaps[cmap]
+    plans = [None if row.plan is None else row.plan.float() for row in rows]
+    peaks = [float(p[chosen].max()) for p in plans if p is not None and p.numel()]
+    vmax = max(peaks) if peaks and max(peaks) > 0 else 1.0
+    notes = any(row.note for row in rows)
+    width_ratios = [1.0] * len(chosen) + ([1.25] if notes else [])
+    fig = Figure(figsize=(panel_size * sum(width_ratios) + (1.0 if colorbar else 0.3), (panel_size + 0.55) * len(rows)
+                          + 0.3), layout="constrained")  # fmt: skip
+    grid = fig.add_gridspec(len(rows), len(width_ratios), width_ratios=width_ratios)
+    axes = np.empty((len(rows), len(chosen)), dtype=object)
+    for r in range(len(rows)):  # the frames first, so that fig.axes[r * frames + col] is a frame panel
+        for col in range(len(chosen)):
+            axes[r, col] = fig.add_subplot(grid[r, col])
+    for r, (row, plan) in enumerate(zip(rows, plans, strict=True)):
         height, width = row.frames.shape[1:3]
-        kept = None if row.plan is None else threshold_plan(row.plan.float(), threshold)
-        peak = 1.0 if kept is None else max(float(kept.max()), 1e-12)
+        keep = None if plan is None else threshold_plan(plan, threshold) > 0
+        inside = uniform = None
+        if plan is not None and row.mask is not None:
+            mask = torch.as_tensor(np.asarray(row.mask)).bool()
+            inside, uniform = mass_in_mask(plan, mask), uniform_mass_in_mask(mask, plan.shape[-1])
         for col, f in enumerate(chosen):
             ax = axes[r, col]
-            ax.imshow(row.frames[f], extent=(0, width, height, 0))
-            if kept is not None:
-                heat = kept[f].reshape(row.grid).numpy()
-                ax.imshow(np.ma.masked_where(heat <= 0, heat), extent=(0, width, height, 0), cmap=cmap,
-                          alpha=alpha, vmin=0, vmax=peak, interpolation="nearest")
-            if row.mask is not None and row.mask[f].any():
-                ax.contour(np.arange(width) + 0.5, np.arange(height) + 0.5, row.mask[f].astype(float),
-                           levels=[0.5], colors="white", linewidths=0.8)
+            ax.imshow(dimmed_grey(row.frames[f]), cmap="gray", vmin=0.0, vmax=1.0, extent=(0, width, height, 0),
+                      interpolation="nearest")  # fmt: skip
+            if plan is not None:
+                rgba = heat_rgba(plan[f].reshape(row.grid).numpy(), vmax, colours, alpha,
+                                 keep[f].reshape(row.grid).numpy())  # fmt: skip
+                ax.imshow(rgba, extent=(0, width, height, 0), interpolation="nearest")
+            visible = row.mask is not None and bool(np.asarray(row.mask[f]).any())
+            if visible:
+                ax.contour(np.arange(width) + 0.5, np.arange(height) + 0.5, np.asarray(row.mask[f], dtype=float),
+                           levels=[0.5], colors=outline, linewidths=1.6)  # fmt: skip
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_xlim(0, width)
             ax.set_ylim(height, 0)
-            if r == 0:
-                ax.set_xlabel(f"frame {f + 1}")
-                ax.xaxis.set_label_position("top")
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if inside is not None:
+                text = (f"in object {100 * float(inside[f]):.0f}% (uniform {100 * float(uniform[f]):.0f}%)"
+                        if visible else "object not visible")
+                above = visible and float(inside[f]) > float(uniform[f])
+                ax.set_xlabel(text, fontsize=7.5, color="black" if above else "dimgray",
+                              fontweight="bold" if above else "normal")  # fmt: skip
+            ax.text(0.03, 0.97, f"frame {f + 1}", transform=ax.transAxes, fontsize=7.5, color="white", va="top",
+                    ha="left")  # fmt: skip
         if row.label:
             axes[r, 0].set_ylabel(row.label, fontsize=9)
         if row.title:
             colour = "black" if row.correct is None else ("green" if row.correct else "darkred")
-            axes[r, 0].set_title(row.title, loc="left", fontsize=10, color=colour)
-    with warnings.catch_warnings():  # untrained models predict any vocabulary piece, CJK glyphs included
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        fig.tight_layout()
+            axes[r, 0].set_title(row.title, loc="left", fontsize=9.5, color=colour)
+        if row.note:
+            note_ax = fig.add_subplot(grid[r, len(chosen)])
+            note_ax.axis("off")
+            note_ax.text(0.02, 0.5, row.note, fontsize=8, va="center", ha="left", wrap=True,
+                         transform=note_ax.transAxes)  # fmt: skip
+    if colorbar and any(p is not None for p in plans):
+        mappable = ScalarMappable(Normalize(0.0, vmax), colours)
+        bar = fig.colorbar(mappable, ax=list(axes[-1]), location="bottom", fraction=0.05, aspect=35, pad=0.02)
+        bar.set_label(MASS_LABEL + " (per patch)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+        first = next(p for p in plans if p is not None)
+        level = float(first[chosen].sum(dim=-1).mean()) / first.shape[-1]  # a uniform plan's share of a patch
+        if 0 < level <= vmax:
+            bar.ax.axvline(level, color=outline, linewidth=1.5)
+            bar.ax.text(level, 1.15, "uniform", fontsize=6.5, color="black", ha="center", va="bottom",
+                        transform=bar.ax.get_xaxis_transform())  # fmt: skip
+    if any(row.mask is not None for row in rows):
+        fig.suptitle(f"frames dimmed, in grey; heat: {MASS_LABEL}; outline: the object's mask in the corpus",
+                     fontsize=8, color="dimgray", x=0.01, ha="left")  # fmt: skip
     return fig
 
 
@@ -437,69 +581,9 @@ def predictions_table(result: ClozeResult, top_k: int | None = None) -> list[dic
 KINDS: tuple[str, ...] = ("direction", "colour", "shape")
 
 
-@torch.no_grad()
-def cloze_alignment(model: AllInOne, dataset: Any, num_items: int | None = None, kinds: Sequence[str] = KINDS,
-                    batch_size: int = 16, solver: str = "ipot", scope: str = "frame", object_label: int = 1,
-                    **solver_kwargs: Any) -> dict[str, Any]:
-    """Transport mass inside the object's mask against a uniform plan, per word kind, over cloze items.
-
-    Args:
-        dataset: a corpus cloze dataset with masks (``corpus_dataset("cloze", "test", ..., with_masks=True)``);
-            its items mask the cloze word, its table gives each item's ``kind``.
-        num_items: the first ``num_items`` items of the chosen kinds (None: all).
-        object_label: the mask label of the object the cloze word describes (1: the caption's first object).
-
-    Returns:
-        ``{"rows": [...], "items": [...], "visible_rows": [...]}``. A row per kind (and ``all``): ``items``,
-        ``mass_in_mask`` (mean over items of the mean over frames where the object is visible), ``uniform``,
-        ``ratio``, ``frames_above_uniform`` (mean count of frames whose in-mask mass beats the uniform plan's),
-        ``items_in_several_frames`` (share of items with at least two such frames), ``items_above_uniform``
-        (share of items whose mass in the mask beats the uniform plan's) and ``cloze_accuracy``.
-        ``visible_rows``: the same mass for the caption's other, unmasked words, by their corpus kind
-        (``function`` for function words, ``other`` for the rest): which words the object's patches go to.
-    """
-    from ..data import collate
-
-    tok = dataset.text.tokenizer
-    chosen = [i for i in range(len(dataset)) if str(dataset.table.get(i, "kind")) in kinds]
-    if num_items is not None:
-        chosen = chosen[:num_items]
-    if not chosen:
-        raise ValueError(f"cloze_alignment: no items of kinds {list(kinds)} in the dataset")
-    device = next(model.parameters()).device
-    model.eval()
-    items: list[dict[str, Any]] = []
-    visible_words: dict[str, list[tuple[float, float]]] = {}
-    for start in range(0, len(chosen), batch_size):
-        indices = chosen[start : start + batch_size]
-        batch = collate([dataset[i] for i in indices])
-        ids, attention = batch["input_ids"], batch["attention_mask"]
-        out = model(batch["video"].to(device), ids.to(device), attention.to(device), shuffle_patches=False)
-        labels = batch["mlm_labels"]
-        predicted = model.mlm_logits(out).argmax(-1).cpu()
-        sources = source_tokens(ids, attention, tok.cls_token_id, tok.sep_token_id).to(device)
-        plans = word_patch_plans(out.text_tokens, sources, frame_patches(model, out), solver, scope,
-                                 **solver_kwargs).cpu()  # fmt: skip
-        for row, index in enumerate(indices):
-            asked = (labels[row] != -100).nonzero().squeeze(1).tolist()
-            plan = word_plan(plans[row], asked, scope)
-            mask = batch["masks"][row] == object_label
-            visible = mask.flatten(1).any(dim=1)
-            inside = mass_in_mask(plan, mask)
-            uniform = uniform_mass_in_mask(mask, plan.shape[-1])
-            items.append({"index": index, "kind": str(dataset.table.get(index, "kind")),
-                          "word": str(dataset.table.get(index, "word")),
-                          "mass_in_mask": float(inside[visible].mean()) if visible.any() else float("nan"),
-                          "uniform": float(uniform[visible].mean()) if visible.any() else float("nan"),
-                          "frames_above_uniform": int((inside[visible] > uniform[visible]).sum()),
-                          "correct": bool((predicted[row, asked] == labels[row, asked]).all())})  # fmt: skip
-            if visible.any():
-                for position in sources[row].nonzero().squeeze(1).tolist():
-                    if position not in asked:
-                        token = tok.convert_ids_to_tokens(int(ids[row, position]))
-                        kind = word_kind(token) or ("function" if word_class(token) == "function" else "other")
-                        share = mass_in_mask(plans[row, position], mask)[visible].mean()
-                        visible_words.setdefault(kind, []).append((float(share), float(uniform[visible].mean())))
+def _summary_rows(items: list[dict[str, Any]], kinds: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per kind (and ``all``) from per-item measurements (items whose object is never visible are
+    left out)."""
     rows = []
     for kind in [*kinds, "all"]:
         group = [it for it in items if (kind == "all" or it["kind"] == kind) and not np.isnan(it["mass_in_mask"])]
@@ -513,9 +597,189 @@ def cloze_alignment(model: AllInOne, dataset: Any, num_items: int | None = None,
                      "items_in_several_frames": float(np.mean([it["frames_above_uniform"] >= 2 for it in group])),
                      "items_above_uniform": float(np.mean([it["mass_in_mask"] > it["uniform"] for it in group])),
                      "cloze_accuracy": 100.0 * float(np.mean([it["correct"] for it in group]))})  # fmt: skip
+    return rows
+
+
+def item_measure(plan: Tensor, mask: Tensor) -> dict[str, Any]:
+    """The alignment of one word's ``(S, N)`` plan with its object's boolean ``(S, H, W)`` mask: per frame the
+    share of the mass inside the mask (``in_object``) and a uniform plan's (``uniform_per_frame``; NaN where the
+    object is not visible), their means over the visible frames (``mass_in_mask``, ``uniform``, ``ratio``) and
+    in how many visible frames the word beats the uniform plan (``frames_above_uniform`` of
+    ``frames_visible``)."""
+    visible = mask.flatten(1).any(dim=1)
+    inside = mass_in_mask(plan, mask)
+    uniform = uniform_mass_in_mask(mask, plan.shape[-1])
+    nan = torch.full_like(inside, float("nan"))
+    mean_in = float(inside[visible].mean()) if visible.any() else float("nan")
+    mean_uniform = float(uniform[visible].mean()) if visible.any() else float("nan")
+    return {"mass_in_mask": mean_in, "uniform": mean_uniform,
+            "ratio": mean_in / mean_uniform if mean_uniform > 0 else float("nan"),
+            "frames_visible": int(visible.sum()),
+            "frames_above_uniform": int((inside[visible] > uniform[visible]).sum()),
+            "in_object": torch.where(visible, inside, nan).tolist(),
+            "uniform_per_frame": torch.where(visible, uniform, nan).tolist()}  # fmt: skip
+
+
+@torch.no_grad()
+def _measure(model: AllInOne, dataset: Any, chosen: Sequence[int], blocks: Sequence[int], batch_size: int,
+             solver: str, scope: str, object_label: int, visible_block: int | None,
+             **solver_kwargs: Any) -> tuple[dict[int, list[dict[str, Any]]], dict[str, list[tuple[float, float]]]]:
+    """Per block, the measurement of every chosen item; for ``visible_block`` also the caption's unmasked
+    words' mass in the object by kind."""
+    from ..data import collate
+
+    tok = dataset.text.tokenizer
+    device = next(model.parameters()).device
+    model.eval()
+    items: dict[int, list[dict[str, Any]]] = {block: [] for block in blocks}
+    visible_words: dict[str, list[tuple[float, float]]] = {}
+    for start in range(0, len(chosen), batch_size):
+        indices = chosen[start : start + batch_size]
+        batch = collate([dataset[i] for i in indices])
+        ids, attention = batch["input_ids"], batch["attention_mask"]
+        out, features = layer_features(model, batch["video"].to(device), ids.to(device), attention.to(device),
+                                       blocks)  # fmt: skip
+        labels = batch["mlm_labels"]
+        predicted = model.mlm_logits(out).argmax(-1).cpu()
+        sources = source_tokens(ids, attention, tok.cls_token_id, tok.sep_token_id).to(device)
+        for block in blocks:
+            text, patches = features[block]
+            plans = word_patch_plans(text, sources, patches, solver, scope, **solver_kwargs).cpu()
+            for row, index in enumerate(indices):
+                asked = (labels[row] != -100).nonzero().squeeze(1).tolist()
+                mask = batch["masks"][row] == object_label
+                items[block].append({"index": index, "kind": str(dataset.table.get(index, "kind")),
+                                     "word": str(dataset.table.get(index, "word")),
+                                     **item_measure(word_plan(plans[row], asked, scope), mask),
+                                     "correct": bool((predicted[row, asked] == labels[row, asked]).all())})  # fmt: skip
+                visible = mask.flatten(1).any(dim=1)
+                if block != visible_block or not visible.any():
+                    continue
+                uniform = float(uniform_mass_in_mask(mask, plans.shape[-1])[visible].mean())
+                for position in sources[row].nonzero().squeeze(1).tolist():
+                    if position not in asked:
+                        token = tok.convert_ids_to_tokens(int(ids[row, position]))
+                        kind = word_kind(token) or ("function" if word_class(token) == "function" else "other")
+                        share = mass_in_mask(plans[row, position], mask)[visible].mean()
+                        visible_words.setdefault(kind, []).append((float(share), uniform))
+    return items, visible_words
+
+
+def _chosen_items(dataset: Any, num_items: int | None, kinds: Sequence[str]) -> list[int]:
+    chosen = [i for i in range(len(dataset)) if str(dataset.table.get(i, "kind")) in kinds]
+    if num_items is not None:
+        chosen = chosen[:num_items]
+    if not chosen:
+        raise ValueError(f"cloze_alignment: no items of kinds {list(kinds)} in the dataset")
+    return chosen
+
+
+@torch.no_grad()
+def cloze_alignment(model: AllInOne, dataset: Any, num_items: int | None = None, kinds: Sequence[str] = KINDS,
+                    batch_size: int = 16, solver: str = "ipot", scope: str = "frame", object_label: int = 1,
+                    layer: int | None = None, **solver_kwargs: Any) -> dict[str, Any]:
+    """Transport mass inside the object's mask against a uniform plan, per word kind, over cloze items.
+
+    Args:
+        dataset: a corpus cloze dataset with masks (``corpus_dataset("cloze", "test", ..., with_masks=True)``);
+            its items mask the cloze word, its table gives each item's ``kind``.
+        num_items: the first ``num_items`` items of the chosen kinds (None: all).
+        object_label: the mask label of the object the cloze word describes (1: the caption's first object).
+        layer: the block whose output features are transported (:func:`resolve_layer`; None: the last).
+
+    Returns:
+        ``{"rows": [...], "items": [...], "visible_rows": [...], "layer": block}``. A row per kind (and
+        ``all``): ``items``, ``mass_in_mask`` (mean over items of the mean over frames where the object is
+        visible), ``uniform``, ``ratio``, ``frames_above_uniform`` (mean count of frames whose in-mask mass
+        beats the uniform plan's), ``items_in_several_frames`` (share of items with at least two such frames),
+        ``items_above_uniform`` (share of items whose mass in the mask beats the uniform plan's) and
+        ``cloze_accuracy``. ``items``: one dict per item (:func:`item_measure`, with ``index``, ``kind``,
+        ``word`` and ``correct``). ``visible_rows``: the same mass for the caption's other, unmasked words,
+        by their corpus kind (``function`` for function words, ``other`` for the rest): which words the
+        object's patches go to.
+    """
+    chosen = _chosen_items(dataset, num_items, kinds)
+    block = resolve_layer(model, layer)
+    measured, visible_words = _measure(model, dataset, chosen, [block], batch_size, solver, scope, object_label,
+                                       block, **solver_kwargs)  # fmt: skip
+    items = measured[block]
     visible_rows = []
     for kind, pairs in sorted(visible_words.items()):
         inside, uniform = (float(np.mean(values)) for values in zip(*pairs, strict=True))
         visible_rows.append({"kind": kind, "words": len(pairs), "mass_in_mask": inside, "uniform": uniform,
                              "ratio": inside / uniform if uniform > 0 else float("nan")})  # fmt: skip
-    return {"rows": rows, "items": items, "visible_rows": visible_rows, "solver": solver, "scope": scope}
+    return {"rows": _summary_rows(items, kinds), "items": items, "visible_rows": visible_rows, "solver": solver,
+            "scope": scope, "layer": block}  # fmt: skip
+
+
+@torch.no_grad()
+def layer_alignment(model: AllInOne, dataset: Any, num_items: int | None = None, kinds: Sequence[str] = KINDS,
+                    batch_size: int = 16, solver: str = "ipot", scope: str = "frame", object_label: int = 1,
+                    **solver_kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`cloze_alignment`'s rows for the features of every block (one forward pass per batch): one row
+    per block and kind, with ``layer`` (1-based; the last is the backbone's output)."""
+    chosen = _chosen_items(dataset, num_items, kinds)
+    blocks = list(range(1, len(model.blocks) + 1))
+    measured, _ = _measure(model, dataset, chosen, blocks, batch_size, solver, scope, object_label, None,
+                           **solver_kwargs)  # fmt: skip
+    return [{"layer": block, **row} for block in blocks for row in _summary_rows(measured[block], kinds)]
+
+
+def choose_layer(rows: Sequence[dict[str, Any]], kind: str = "direction",
+                 key: str = "items_in_several_frames") -> int:
+    """The block whose features put ``kind`` words on their object most often (``key`` of
+    :func:`layer_alignment`'s rows, measured on items other than those reported); ties go to the later
+    block, the nearer to the output."""
+    candidates = [row for row in rows if row["kind"] == kind]
+    if not candidates:
+        raise ValueError(f"choose_layer: no rows of kind {kind!r}")
+    return int(max(candidates, key=lambda row: (row[key], row["layer"]))["layer"])
+
+
+# Example items, chosen in the open --------------------------------------------------------------------------
+@dataclass
+class TypicalItem:
+    """The item at the median of an alignment measure among the items of one kind.
+
+    Attributes:
+        item: the item's measurement (a dict of :func:`cloze_alignment`'s ``items``).
+        rank: its place among the ``count`` items of its kind, 1 = the most mass in the object.
+        overall_rank: its place among all ``overall`` measured items (every kind).
+        measure: the key items were ranked by.
+    """
+
+    item: dict[str, Any]
+    rank: int
+    count: int
+    overall_rank: int
+    overall: int
+    measure: str = "ratio"
+
+    def note(self) -> str:
+        """A line to print beside the example: how it was chosen and where it stands."""
+        it = self.item
+        visible = it.get("frames_visible", len(it.get("in_object", [])))
+        return (f"typical {it['kind']} item (median): rank {self.rank} of {self.count} {it['kind']} items "
+                f"and {self.overall_rank} of {self.overall} in all, by mass in the object "
+                f"({it['ratio']:.2f}x uniform); above uniform in {it['frames_above_uniform']} of {visible} "
+                f"frames; test item #{it['index']}")
+
+
+def typical_items(items: Sequence[dict[str, Any]], kinds: Sequence[str] = KINDS,
+                  measure: str = "ratio") -> dict[str, TypicalItem]:
+    """For each kind, the item at the median of ``measure`` (default: mass in the object over the uniform
+    plan's) among the measured items of that kind, with its rank there and among all items. Items are ranked
+    from the most mass in the object down (ties: the earlier item first); with an even count the median is
+    the upper middle one (rank ``count / 2``). Items whose object is never visible are left out."""
+    ranked = [it for it in items if not np.isnan(float(it[measure]))]
+    order = sorted(range(len(ranked)), key=lambda i: (-float(ranked[i][measure]), i))
+    overall_rank = {position: place + 1 for place, position in enumerate(order)}
+    picks: dict[str, TypicalItem] = {}
+    for kind in kinds:
+        group = [i for i in order if ranked[i]["kind"] == kind]
+        if not group:
+            continue
+        rank = (len(group) + 1) // 2
+        position = group[rank - 1]
+        picks[kind] = TypicalItem(ranked[position], rank, len(group), overall_rank[position], len(ranked), measure)
+    return picks
