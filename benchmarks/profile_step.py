@@ -113,10 +113,10 @@ def profile_items(exp, args) -> dict:
                                         t.wrap("transform", video_module.frames_to_tensor)))
             original_cached = video_module.load_cached_clip
 
-            def load_cached(stored, cfg, train=False, rng=None, meta=None):
+            def load_cached(stored, cfg, train=False, rng=None, meta=None, timers=t, original=original_cached):
                 # the slice of the cache is the "decode" of this path; frames_to_tensor is timed inside it
-                with t("clip (cached)"):
-                    return original_cached(stored, cfg, train=train, rng=rng, meta=meta)
+                with timers("clip (cached)"):
+                    return original(stored, cfg, train=train, rng=rng, meta=meta)
 
             from allinone_lab.data import datasets as datasets_module
 

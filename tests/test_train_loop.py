@@ -12,6 +12,7 @@ from allinone_lab.train import (
     Pretraining,
     TrainConfig,
     atomic_save,
+    build_optimizer,
     load_checkpoint,
     parameter_groups,
     train,
@@ -94,6 +95,23 @@ def test_schedule_warms_up_then_decays_to_zero_and_norms_do_not_decay():
         sched.step()
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[10] == pytest.approx(1.0) and lrs[55] == pytest.approx(0.5) and sched.get_last_lr()[0] == 0.0
+
+
+def test_optimizer_is_fused_on_cpu_and_steps_as_the_per_tensor_adamw():
+    fused_model, plain_model, initial = small_model(), small_model(), small_model().state_dict()
+    fused = build_optimizer(fused_model, lr=1e-2, weight_decay=0.01)
+    plain = torch.optim.AdamW(parameter_groups(plain_model, 0.01), lr=1e-2, betas=(0.9, 0.98), eps=1e-8)
+    assert fused.defaults["fused"] is True and not plain.defaults["fused"]
+    for step in range(3):
+        for model in (fused_model, plain_model):
+            torch.manual_seed(step)
+            for param in model.parameters():
+                param.grad = torch.randn_like(param)
+        fused.step()
+        plain.step()
+    for (name, a), b in zip(fused_model.named_parameters(), plain_model.parameters(), strict=True):
+        assert not torch.equal(a, initial[name]), f"{name} did not move"
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -27,6 +27,7 @@ from allinone_lab.viz import (
     patch_coverage,
     plot_attention_profiles,
     plot_cloze,
+    plot_text,
     predictions_table,
     rolled_mask,
     run_cloze,
@@ -251,7 +252,7 @@ def test_heatmap_figure_has_a_row_per_masked_word_titled_with_the_prediction(bun
     frames = corpus_clip.frames.shape[0]
     assert len([ax for ax in fig.axes if ax.images]) == len(result.predictions) * frames
     titles = [fig.axes[r * frames].get_title(loc="left") for r in range(len(result.predictions))]
-    assert titles == [f"{p.top} ({p.probability:.2f})" for p in result.predictions]
+    assert titles == [plot_text(f"{p.top} ({p.probability:.2f})") for p in result.predictions]
     single = plot_cloze(result, frames=[1])
     assert len([ax for ax in single.axes if ax.images]) == len(result.predictions)
     with pytest.raises(ValueError, match="frame 7"):
@@ -403,13 +404,14 @@ def test_checkpoint_picker_loads_a_run_and_reports_bad_paths(explorer, run_dir):
     explorer.on_load_checkpoint()
     assert explorer.bundle.source == str(root) and explorer.error is None
     assert torch.equal(explorer.bundle.model.pos_embed, model.pos_embed)
-    assert str(root) in explorer.status.value
+    assert str(root) in explorer.status.value and "cloze-untrained" not in explorer.status.value
     explorer.checkpoint.value = str(root / "nowhere")
     explorer.on_load_checkpoint()
     assert "cannot load checkpoint" in explorer.status.value and explorer.bundle.source == str(root)
     explorer.checkpoint.value = "untrained"
     explorer.on_load_checkpoint()
     assert explorer.bundle.source == "untrained" and explorer.error is None
+    assert "cloze-untrained" in explorer.status.value  # says so, with the commands that make a trained model
 
 
 

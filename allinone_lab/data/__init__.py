@@ -16,6 +16,7 @@ from .datasets import (
     load_answer_vocab,
 )
 from .mixture import MixtureDataset
+from .shards import ShardDataset, ShardSource, pack_shards
 from .table import AnnotationTable, iter_records
 from .text import (
     DIRECTION_WORDS,
@@ -64,6 +65,8 @@ __all__ = [
     "OpenQADataset",
     "PairsDataset",
     "RetrievalDataset",
+    "ShardDataset",
+    "ShardSource",
     "VCRDataset",
     "VideoDataset",
     "build_answer_vocab",
@@ -73,6 +76,7 @@ __all__ = [
     "iter_records",
     "load_answer_vocab",
     "load_report",
+    "pack_shards",
     "DIRECTION_WORDS",
     "TEMPORAL_WORDS",
     "MaskedText",

@@ -570,12 +570,18 @@ def _generate(cfg: CorpusConfig, root: Path, workers: int | None = None) -> None
 
 
 # The decoded-frame cache ----------------------------------------------------------------------------------
-def _corpus_videos(root: Path) -> list[str]:
-    """The corpus's videos as the annotations name them (``videos/clip_000000.mp4``, ...), in clip order."""
-    return sorted(f"videos/{p.name}" for p in (root / "videos").glob("*.mp4"))
+def _corpus_videos(root: Path) -> dict[str, os.stat_result]:
+    """The corpus's videos as the annotations name them (``videos/clip_000000.mp4``, ...), in clip order, with
+    their ``stat``."""
+    folder = root / "videos"
+    if not folder.is_dir():
+        return {}
+    with os.scandir(folder) as entries:
+        found = {f"videos/{e.name}": e.stat() for e in entries if e.name.endswith(".mp4")}
+    return dict(sorted(found.items()))
 
 
-def frame_cache_key(root: str | os.PathLike, videos: list[str] | None = None) -> str:
+def frame_cache_key(root: str | os.PathLike, videos: dict[str, os.stat_result] | None = None) -> str:
     """What the decoded frames of the corpus at ``root`` depend on: its ``manifest.json`` (configuration and
     annotation checksums), each video's name, size and modification time, and the cache layout."""
     root = Path(root)
@@ -583,8 +589,7 @@ def frame_cache_key(root: str | os.PathLike, videos: list[str] | None = None) ->
     h = hashlib.sha256(f"frame-cache-v{FRAME_CACHE_VERSION}\n".encode())
     manifest = root / "manifest.json"
     h.update(manifest.read_bytes() if manifest.is_file() else b"no manifest")
-    for video in videos:
-        st = (root / video).stat()
+    for video, st in videos.items():
         h.update(f"\n{video} {st.st_size} {st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
@@ -592,7 +597,10 @@ def frame_cache_key(root: str | os.PathLike, videos: list[str] | None = None) ->
 def _publish_frame_cache(root: Path, videos: list[str], staging: Path) -> Path:
     """Make ``staging`` (a ``.npy`` file of ``(N, T, H, W, 3)`` uint8, row i = ``videos[i]``, in ``root/frames``)
     the frame cache of ``root`` under its key, with its index; older caches of the corpus are removed."""
-    key = frame_cache_key(root, videos)
+    found = _corpus_videos(root)
+    if list(found) != videos:
+        raise RuntimeError(f"corpus at {root}: the videos on disk are not the {len(videos)} the cache holds")
+    key = frame_cache_key(root, found)
     path = root / "frames" / f"frames-{key}.npy"
     shape = np.load(staging, mmap_mode="r").shape
     index_tmp = staging.with_name(f".{path.stem}.{os.getpid()}.json.tmp")
@@ -613,10 +621,11 @@ def frame_cache(root: str | os.PathLike, build: bool = True) -> FrameCache | Non
     decoding each clip once (``build=True``), else None. None also when it cannot be written (a read-only
     directory): the datasets then decode."""
     root = Path(root)
-    videos = _corpus_videos(root)
-    if not videos:
+    found = _corpus_videos(root)
+    if not found:
         return None
-    key = frame_cache_key(root, videos)
+    key = frame_cache_key(root, found)
+    videos = list(found)
     path = root / "frames" / f"frames-{key}.npy"
     if not path.is_file() or not path.with_suffix(".json").is_file():
         if not build:

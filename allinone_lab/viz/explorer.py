@@ -5,8 +5,12 @@ its caption, click words to mask or unmask them, move the threshold, frame and t
 checkpoint; the predictions and the transport heatmaps update in place. Every callback is a plain method,
 so the app can be driven without a browser by setting widget values (tests do exactly that).
 
-    explorer = ClozeExplorer(load_bundle(None, experiment=preset("smoke")))
+    explorer = ClozeExplorer(load_bundle("auto", experiment=preset("smoke")))
     explorer.widget          # display it in a notebook
+
+With an untrained model the status line says so and gives the commands that make a trained one. Every
+prediction is shown in its readable form (:func:`.glyphs.readable_text`): a character the plotting font
+cannot draw appears as its code point (``U+4E2D``), the raw piece in the tooltip.
 """
 
 from __future__ import annotations
@@ -19,19 +23,36 @@ from typing import Any
 from ..data import corpus_dataset, load_tokenizer
 from .cloze import ClozeResult, figure_png, plot_cloze, predictions_table, run_cloze
 from .sources import (
+    AUTO,
+    DEFAULT_RUN_ROOTS,
+    RUN_SEARCH_DEPTH,
+    TRAIN_COMMANDS,
+    UNTRAINED,
     Clip,
     ModelBundle,
+    Roots,
     example_clip_names,
     find_checkpoints,
     load_bundle,
     load_corpus_clip,
     load_example_clip,
     load_video_clip,
+    search_roots,
 )
 
 SOURCES: tuple[tuple[str, str], ...] = (("built-in corpus", "corpus"), ("real clip", "real"), ("video path", "path"))
-UNTRAINED = "untrained"
 ALL_FRAMES = -1
+
+
+def untrained_html() -> str:
+    """The status line's note on an untrained model: its predictions are noise, and the commands that make a
+    trained one (:data:`~allinone_lab.viz.sources.TRAIN_COMMANDS`)."""
+    commands = " or ".join(f"<code>{html.escape(command)}</code> ({html.escape(what)})"
+                           for command, what in TRAIN_COMMANDS)
+    return ("<div class='cloze-untrained' style='color:#8a4b00'><b>untrained model</b>: random weights, so its "
+            f"predictions are noise. To get a trained model, run from the repository root {commands}; then type "
+            "the run directory (or <code>auto</code>: the newest finished run) in the checkpoint box above and press "
+            "<i>load checkpoint</i>.</div>")
 
 
 class ClozeExplorer:
@@ -39,7 +60,8 @@ class ClozeExplorer:
 
     Args:
         bundle: the model and its data (:func:`~allinone_lab.viz.sources.load_bundle`).
-        checkpoint_root: directory searched for checkpoints to offer in the picker (any path can be typed).
+        checkpoint_root: directory, or list of directories, searched for checkpoints to offer in the picker
+            (:func:`~allinone_lab.viz.sources.search_roots`; any path can be typed).
         experiment: configurations (``model``, ``data``, ``corpus``) for the picker's ``untrained`` entry;
             default: the bundle's.
         source: ``corpus``, ``real`` or ``path``; corpus_index: the corpus item shown first.
@@ -47,7 +69,7 @@ class ClozeExplorer:
         device: where a newly picked checkpoint is placed.
     """
 
-    def __init__(self, bundle: ModelBundle, checkpoint_root: str | os.PathLike | None = "runs", experiment: Any = None,
+    def __init__(self, bundle: ModelBundle, checkpoint_root: Roots | None = DEFAULT_RUN_ROOTS, experiment: Any = None,
                  source: str = "corpus", corpus_index: int = 0, split: str = "test", solver: str = "ipot",
                  scope: str = "frame", threshold: float = 0.3, top_k: int = 5, device: str = "cpu",
                  seed: int = 0) -> None:
@@ -128,7 +150,9 @@ class ClozeExplorer:
         return [("all", ALL_FRAMES)] + [(str(i + 1), i) for i in range(self.bundle.data.num_frames)]
 
     def _checkpoint_options(self) -> list[str]:
-        found = find_checkpoints(self.checkpoint_root) if self.checkpoint_root is not None else []
+        found: list[str] = []
+        for root in search_roots(self.checkpoint_root):
+            found += [path for path in find_checkpoints(root, max_depth=RUN_SEARCH_DEPTH) if path not in found]
         return [UNTRAINED, *found]
 
     @property
@@ -165,17 +189,17 @@ class ClozeExplorer:
         self.redraw()
 
     def on_load_checkpoint(self, button: Any = None) -> None:
-        """Load the checkpoint named in the picker (``untrained`` for a fresh model) and recompute."""
+        """Load the checkpoint named in the picker (``untrained`` for a fresh model, ``auto`` for the newest
+        finished pre-training run under ``checkpoint_root``) and recompute."""
         choice = (self.checkpoint.value or "").strip()
         try:
             self.set_status(f"loading {html.escape(choice)} ...")
-            if choice in ("", UNTRAINED):
-                base = self.experiment
-                if base is None:
-                    bundle = load_bundle(None, model_config=self.bundle.model.config, data_config=self.bundle.data,
-                                         corpus_config=self.bundle.corpus, device=self.device, seed=self.seed)
-                else:
-                    bundle = load_bundle(None, experiment=base, device=self.device, seed=self.seed)
+            if choice in ("", UNTRAINED, AUTO):  # auto: the newest finished run, else untrained
+                configs = ({"experiment": self.experiment} if self.experiment is not None else
+                           {"model_config": self.bundle.model.config, "data_config": self.bundle.data,
+                            "corpus_config": self.bundle.corpus})
+                bundle = load_bundle(AUTO if choice == AUTO else None, roots=self.checkpoint_root, device=self.device,
+                                     seed=self.seed, **configs)
             else:
                 bundle = load_bundle(Path(choice).expanduser(), device=self.device)
         except Exception as err:  # shown to the user; the previous model stays
@@ -292,15 +316,22 @@ class ClozeExplorer:
         if not result.predictions:
             return "<div class='cloze-none'>no word masked</div>"
         rows = ["<tr><th>masked word</th><th>prediction</th><th>p</th><th>top-k</th></tr>"]
-        for row in predictions_table(result, int(self.top_k.value)):
+        top_k = int(self.top_k.value)
+        raw = predictions_table(result, top_k)
+        for row, plain in zip(predictions_table(result, top_k, readable=True), raw, strict=True):
             colour = "green" if row["correct"] else "darkred"
             rows.append(f"<tr class='cloze-row'><td>{html.escape(row['word'])}</td>"
-                        f"<td style='color:{colour}'><b>{html.escape(row['prediction'])}</b></td>"
-                        f"<td>{row['probability']:.3f}</td><td>{html.escape(row['top_k'])}</td></tr>")
+                        f"<td style='color:{colour}' title='{html.escape(plain['prediction'], quote=True)}'>"
+                        f"<b>{html.escape(row['prediction'])}</b></td>"
+                        f"<td>{row['probability']:.3f}</td>"
+                        f"<td title='{html.escape(plain['top_k'], quote=True)}'>{html.escape(row['top_k'])}</td></tr>")
         return "<table class='cloze-table'>" + "".join(rows) + "</table>"
 
     def set_status(self, text: str) -> None:
-        self.status.value = f"<span class='cloze-status'>{text}</span>"
+        """The status line: ``text`` (HTML), and under it, for an untrained model, that its predictions are
+        noise and how to get a trained one (:func:`untrained_html`)."""
+        note = "" if self.bundle.trained else untrained_html()
+        self.status.value = f"<span class='cloze-status'>{text}</span>{note}"
 
     def set_error(self, message: str) -> None:
         self.error = message
@@ -309,7 +340,9 @@ class ClozeExplorer:
     # Convenience for scripts and tests ------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
         """Write what the explorer shows into ``directory``: ``cloze.png`` (the heatmaps) and ``cloze.json``
-        (clip, caption, masked words, predictions, threshold, model), atomically. Returns the directory."""
+        (clip, caption, masked words, predictions, threshold, model), atomically. Each prediction keeps the
+        tokenizer's raw text (``prediction``, ``top_k``) and the form shown (``prediction_shown``,
+        ``top_k_shown``: characters the plotting font cannot draw as ``U+4E2D``). Returns the directory."""
         from ..io import atomic_write_bytes, atomic_write_json
 
         if self.result is None:
@@ -321,9 +354,17 @@ class ClozeExplorer:
         atomic_write_json({"clip": self.clip.name, "caption": self.caption.value, "model": self.bundle.source,
                            "masked": [self.result.caption.words[i].text for i in self.result.masked],
                            "threshold": float(self.threshold.value), "solver": self.solver, "scope": self.scope,
-                           "predictions": predictions_table(self.result, int(self.top_k.value))},
+                           "trained": self.bundle.trained,
+                           "predictions": self.saved_predictions()},
                           out / "cloze.json")  # fmt: skip
         return out
+
+    def saved_predictions(self) -> list[dict[str, Any]]:
+        """The predictions table with the raw text and the form shown side by side."""
+        top_k = int(self.top_k.value)
+        shown = predictions_table(self.result, top_k, readable=True)
+        return [{**row, "prediction_shown": view["prediction"], "top_k_shown": view["top_k"]}
+                for row, view in zip(predictions_table(self.result, top_k), shown, strict=True)]
 
     def toggle(self, word: str | int) -> None:
         """Click the button of a word (its first occurrence by text, or its index)."""
