@@ -3,7 +3,17 @@
 Evaluation composes the model with batches from the data; it does not train.
 """
 
-from .index import EmbeddingIndex
+from .index import (
+    BACKENDS,
+    FAISS_KINDS,
+    EmbeddingIndex,
+    FaissIndex,
+    FaissParams,
+    clustered_embeddings,
+    exact_search,
+    faiss_index_path,
+    recall_at_k,
+)
 from .metrics import TIE_POLICIES, accuracy, rank_metrics, ranks, retrieval_metrics, topk_accuracy
 from .tasks import (
     cloze_confusion,
@@ -22,10 +32,15 @@ from .tasks import (
 )
 
 __all__ = [
+    "BACKENDS",
     "EmbeddingIndex",
+    "FAISS_KINDS",
+    "FaissIndex",
+    "FaissParams",
     "TIE_POLICIES",
     "accuracy",
     "cloze_confusion",
+    "clustered_embeddings",
     "encode_sharded",
     "encode_texts",
     "encode_videos",
@@ -34,10 +49,13 @@ __all__ = [
     "evaluate_open_ended_qa",
     "evaluate_retrieval",
     "evaluate_retrieval_sharded",
+    "exact_search",
     "extract_features",
+    "faiss_index_path",
     "linear_probe",
     "over_clips",
     "rank_metrics",
+    "recall_at_k",
     "ranks",
     "rerank_with_vtm",
     "retrieval_metrics",
