@@ -384,14 +384,15 @@ def faiss_index_path(embeddings_path: str | os.PathLike, kind: str) -> Path:
 @torch.no_grad()
 def exact_search(stored, queries, k: int = 10, chunk: int = 262_144) -> tuple[Tensor, Tensor]:
     """Exact top-``k`` ``(scores, rows)`` of ``queries (Q, E)`` over ``stored (N, E)`` (a tensor, an array or a
-    memory-mapped array of any float type), reading ``chunk`` rows at a time."""
-    q = queries.float().cpu() if isinstance(queries, Tensor) else torch.from_numpy(_as_numpy(queries))
-    best_scores = torch.full((len(q), 0), float("-inf"))
-    best_rows = torch.zeros((len(q), 0), dtype=torch.long)
+    memory-mapped array of any float type), reading ``chunk`` rows at a time; on the device of a stored tensor,
+    else on the CPU."""
+    device = stored.device if isinstance(stored, Tensor) else torch.device("cpu")
+    q = (queries.float() if isinstance(queries, Tensor) else torch.from_numpy(_as_numpy(queries))).to(device)
+    best_scores = torch.full((len(q), 0), float("-inf"), device=device)
+    best_rows = torch.zeros((len(q), 0), dtype=torch.long, device=device)
     for start in range(0, len(stored), chunk):
         block = stored[start : start + chunk]
-        block = block.float().cpu() if isinstance(block, Tensor) else torch.from_numpy(
-            np.asarray(block, dtype=np.float32))
+        block = block.float() if isinstance(block, Tensor) else torch.from_numpy(np.asarray(block, dtype=np.float32))
         scores = q @ block.t()
         top = scores.topk(min(k, scores.shape[1]), dim=1)
         best_scores = torch.cat((best_scores, top.values), dim=1)
@@ -501,17 +502,7 @@ class EmbeddingIndex:
             scores, rows = self._faiss.search(queries, k)
             ids = torch.where(rows >= 0, self.ids[rows.clamp(min=0)], rows)
             return scores, ids
-        queries = queries.float().to(self.embeddings.device)
-        best_scores = torch.full((len(queries), 0), float("-inf"), device=queries.device)
-        best_rows = torch.zeros((len(queries), 0), dtype=torch.long, device=queries.device)
-        for start in range(0, len(self), chunk):
-            scores = queries @ self.embeddings[start : start + chunk].t()
-            top = scores.topk(min(k, scores.shape[1]), dim=1)
-            best_scores = torch.cat((best_scores, top.values), dim=1)
-            best_rows = torch.cat((best_rows, top.indices + start), dim=1)
-            if best_scores.shape[1] > k:
-                keep = best_scores.topk(k, dim=1)
-                best_scores, best_rows = keep.values, best_rows.gather(1, keep.indices)
+        best_scores, best_rows = exact_search(self.embeddings, queries, k, chunk)
         return best_scores, self.ids[best_rows.cpu()]
 
     def save(self, path: str | os.PathLike) -> None:
