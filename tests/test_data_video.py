@@ -298,27 +298,30 @@ def test_file_neither_decoder_reads_names_both_reasons(tmp_path):
     assert "Invalid data found when processing input" in pyav_part
 
 
+READ_REQUESTS = [dict(num_frames=4, train=False), dict(num_frames=6, train=True, seed=3),
+                 dict(num_frames=3, train=True, seed=8, start=1.5, end=3.5),
+                 dict(num_frames=2, train=False, start_frame=40, end_frame=90)]  # fmt: skip
+
+
+def read_requests(clip, decoder: str = "decord") -> list[tuple[np.ndarray, dict]]:
+    """The frames and ``meta`` of each of :data:`READ_REQUESTS` (eval, train, time and frame windows)."""
+    out = []
+    for req in READ_REQUESTS:
+        req = dict(req)
+        seed = req.pop("seed", None)
+        meta: dict = {}
+        rng = None if seed is None else np.random.default_rng(seed)
+        out.append((read_frames(clip, rng=rng, meta=meta, decoder=decoder, **req), meta))
+    return out
+
+
 @pytest.mark.parametrize("clip", [CARPHONE, BIKES])
 def test_pyav_fallback_reads_the_same_frames_as_decord(clip, monkeypatch):
     import decord
 
-    requests = [dict(num_frames=4, train=False), dict(num_frames=6, train=True, seed=3),
-                dict(num_frames=3, train=True, seed=8, start=1.5, end=3.5),
-                dict(num_frames=2, train=False, start_frame=40, end_frame=90)]  # fmt: skip
-
-    def read_all():
-        out = []
-        for req in requests:
-            req = dict(req)
-            seed = req.pop("seed", None)
-            meta: dict = {}
-            rng = None if seed is None else np.random.default_rng(seed)
-            out.append((read_frames(clip, rng=rng, meta=meta, **req), meta))
-        return out
-
-    by_decord = read_all()
+    by_decord = read_requests(clip)
     monkeypatch.setattr(decord, "VideoReader", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("off")))
-    by_pyav = read_all()
+    by_pyav = read_requests(clip)
     for (a, meta_a), (b, meta_b) in zip(by_decord, by_pyav, strict=True):
         assert meta_a["decoder"] == "decord" and meta_b["decoder"] == "pyav"
         assert meta_a["indices"] == meta_b["indices"]

@@ -1,4 +1,4 @@
-"""The package installs from pyproject.toml and environment.yml lists the same dependencies."""
+"""The package installs from pyproject.toml and environment.yml lists the same dependencies (extras included)."""
 
 import re
 import tomllib
@@ -15,7 +15,8 @@ def _name(requirement: str) -> str:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r): r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    extras = [r for reqs in project["optional-dependencies"].values() for r in reqs]
+    wanted = {_name(r): r.replace(" ", "") for r in project["dependencies"] + extras}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
     assert len(pip_lists) == 1, "environment.yml must have one pip: list"

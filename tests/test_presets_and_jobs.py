@@ -80,3 +80,21 @@ def test_pretraining_curves_are_recorded_and_resume_without_repeats(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 3, 5]
     assert {"cloze_acc_temporal", "mc_temporal_accuracy"} <= set(rows[-1])
+
+
+def test_cloze_chance_is_the_most_frequent_word_of_each_group():
+    from collections import Counter
+
+    from allinone_lab.data.corpus import build_corpus
+    from allinone_lab.train import jobs
+
+    exp = preset("smoke")
+    rows = [json.loads(line) for line in
+            (build_corpus(exp.corpus) / "annotations" / "cloze_test.jsonl").read_text().splitlines() if line]
+    chance = jobs.cloze_chance(jobs.dataset(exp, "cloze", "test", train=False))
+    temporal = Counter(r["word"] for r in rows if r["temporal"])
+    direction = Counter(r["word"] for r in rows if r["kind"] == "direction")
+    assert chance["cloze_chance_temporal"] == pytest.approx(100 * max(temporal.values()) / sum(temporal.values()))
+    assert chance["cloze_chance_direction"] == pytest.approx(100 * max(direction.values()) / sum(direction.values()))
+    assert {"cloze_chance_static", "cloze_chance_colour", "cloze_chance_shape"} <= set(chance)
+    assert 0 < chance["cloze_chance_temporal"] < 100

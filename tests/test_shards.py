@@ -188,6 +188,7 @@ def test_pipe_shards_and_reencoding(corpus, packs, tmp_path):
     assert m["reencoded"]["videos"] == len({json.loads(s)["video"] for s in
                                             (corpus / "annotations" / "cloze_test.jsonl").read_text().splitlines()
                                             if s}) or m["reencoded"]["videos"] == m["count"]  # fmt: skip
+    assert m["reencoded"]["gop"] == 16
     small = ShardDataset(tmp_path / "small", CFG, streams_per_rank=1)
     item = next(iter(small))
     assert item["video"].shape == (3, 3, 32, 32) and item["mlm_labels"].ne(-100).any()
@@ -207,3 +208,61 @@ def test_downstream_formats_pack_and_read_like_the_files(tmp_path):
         files = build_dataset(name, root / name, split, CFG, seed=0)
         item = next(iter(shards))
         _same(item, files[item["index"]])
+
+
+class _RangeHandler:
+    """A static file server on localhost that answers ``Range: bytes=a-b`` with 206 and those bytes, as object
+    stores and web servers do (``http.server`` alone ignores the header)."""
+
+    @staticmethod
+    def serve(directory: Path):
+        import functools
+        import http.server
+        import re as re_
+        import threading
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            ranges = 0
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                match = re_.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+                if not match:
+                    return super().do_GET()
+                data = Path(self.translate_path(self.path)).read_bytes()
+                a, b = int(match[1]), int(match[2])
+                Handler.ranges += 1
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {a}-{b}/{len(data)}")
+                self.send_header("Content-Length", str(b - a + 1))
+                self.end_headers()
+                self.wfile.write(data[a:b + 1])
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                 functools.partial(Handler, directory=str(directory)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, Handler
+
+
+def test_shards_over_http_read_like_local_ones_with_byte_ranges_for_negatives(packs, tmp_path):
+    """An http pack (here a localhost server): the manifest, the side files (fetched once, sha256-checked)
+    and the shards over http, another row's video (a VTM negative) by a byte-range request; the same batches
+    as the local pack, nothing stood in."""
+    server, handler = _RangeHandler.serve(packs["pairs"])
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{MANIFEST}"
+        remote = ShardDataset(ShardSource(url, cache_dir=tmp_path / "cache"), CFG, seed=2, batch_size=4,
+                              streams_per_rank=2)
+        local = ShardDataset(packs["pairs"], CFG, seed=2, batch_size=4, streams_per_rank=2)
+        got, want = list(remote), list(local)
+    finally:
+        server.shutdown()
+    assert len(got) == len(want) == len(local) > 0
+    for a, b in zip(got, want, strict=True):
+        _same(a, b)
+    stats = remote.stats["shards"]
+    assert stats["streamed"] == len(got) * 4 and stats["fetched"] > 0 and stats["stood_in"] == 0
+    assert handler.ranges == stats["fetched"]  # each negative's video: one range request
+    assert (tmp_path / "cache").exists() and any((tmp_path / "cache").rglob("index.npy"))

@@ -19,7 +19,8 @@ def _write(out, ratio, seed, mc_temporal, scale="cpu"):
     record = {"name": "table8b", "title": "t", "params": {"scale": scale, "ratio": ratio, "seed": seed,
                                                           "output_dir": str(point)},
               "metrics": {"mc_accuracy": 40.0 + seed, "mc_chance": 20.0, "mc_temporal_accuracy": mc_temporal,
-                          "mc_temporal_chance": 25.0, "pretrain_seconds": 200.0 + seed},
+                          "mc_temporal_chance": 25.0, "cloze_chance_temporal": 27.0,
+                          "pretrain_seconds": 200.0 + seed},
               "rows": [row], "notes": [], "wall_seconds": 250.0}
     (point / "results.json").write_text(json.dumps(record))
 
@@ -50,7 +51,9 @@ def test_the_claim_figure_draws_the_headline_columns_with_chance_the_paper_and_e
     chance = [line for line in temporal.lines if line.get_label() == "chance"]
     assert chance and chance[0].get_ydata()[0] == 25.0
     assert [line.get_label() for line in figure.axes[2].lines if line.get_label() == "chance"]
-    assert not [line for line in figure.axes[1].lines if line.get_label() == "chance"]  # cloze states none
+    cloze = [line.get_ydata()[0] for line in figure.axes[1].lines if line.get_label().startswith("chance")]
+    assert cloze == [27.0]  # the cloze's chance: always the most frequent temporal word of the test items
+    assert "chance: the most frequent temporal word" in [line.get_label() for line in figure.axes[1].lines]
 
 
 def test_the_paper_column_is_drawn_beside_ours_where_the_paper_measured_it(tmp_path):

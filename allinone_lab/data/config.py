@@ -19,6 +19,12 @@ INCEPTION_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
 INCEPTION_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
+# The decoders a video can be read with (``DataConfig.decoder``). decord is the default the paper's design names;
+# torchcodec (PyTorch's FFmpeg decoder; it needs FFmpeg's shared libraries) numbers and samples frames the same
+# way. Either falls back to PyAV for a file it cannot read. benchmarks/decode_rate.py measures them.
+VIDEO_DECODERS: tuple[str, ...] = ("decord", "torchcodec")
+
+
 @dataclass
 class DataConfig(ConfigBase):
     """How a sample becomes tensors.
@@ -32,6 +38,7 @@ class DataConfig(ConfigBase):
     resize_scale: float = 1.0  # resize the short side to image_size * resize_scale before cropping
     max_text_len: int = 40
     mirror_prob: float = 0.0  # pre-training pairs: mirror a clip left-right, "left" and "right" swapped in its text
+    decoder: str = "decord"  # video decoder: one of VIDEO_DECODERS (PyAV reads what it cannot)
     mean: tuple[float, ...] = field(default=IMAGENET_MEAN)
     std: tuple[float, ...] = field(default=IMAGENET_STD)
     # Text objectives.
@@ -47,6 +54,11 @@ class DataConfig(ConfigBase):
     # Pre-training mixture: prepared pair datasets under data_root and their shares of each epoch, e.g.
     # {"webvid": 0.5, "howto100m": 0.5}; None: the built-in corpus, or data_root's only dataset.
     pretrain_datasets: dict[str, float] | None = None
+    # Pre-training pairs streamed from packed WebDataset shards (allinone_lab.data.shards) instead of files:
+    # {name: pack} where a pack is its directory, shards.json, an http(s) URL of it, or {"location": ...,
+    # "url": template with {name}} (a pipe: command); shares from pretrain_datasets (the same names) or equal.
+    pretrain_shards: dict[str, str | dict[str, str]] | None = None
+    shard_streams: int = 8  # streams per micro-batch of a step; loader workers must divide accumulation x this
 
     def __post_init__(self) -> None:
         self.mean = tuple(float(v) for v in self.mean)
@@ -72,6 +84,8 @@ class DataConfig(ConfigBase):
         for name in ("mlm_prob", "temporal_word_mask_prob", "vtm_neg_prob", "mirror_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(name, "a probability in [0, 1]")
+        if self.decoder not in VIDEO_DECODERS:
+            raise bad("decoder", f"one of {list(VIDEO_DECODERS)}")
         if self.on_error not in ON_ERROR_MODES:
             raise bad("on_error", f"one of {list(ON_ERROR_MODES)}")
         if self.max_skips_per_item < 1:
@@ -82,4 +96,18 @@ class DataConfig(ConfigBase):
                                        for k, v in mix.items())
                                 or not any(v > 0 for v in mix.values())):
             raise bad("pretrain_datasets", "None or a dict {dataset name: non-negative share}, one share positive")
+        packs = self.pretrain_shards
+        if packs is not None:
+            def is_pack(v: object) -> bool:
+                return (isinstance(v, str) and bool(v)) or (
+                    isinstance(v, dict) and set(v) <= {"location", "url"} and isinstance(v.get("location"), str))
+
+            if not isinstance(packs, dict) or not packs or any(not isinstance(k, str) or not is_pack(v)
+                                                               for k, v in packs.items()):
+                raise bad("pretrain_shards", 'None or a dict {name: pack directory, shards.json or URL, or '
+                          '{"location": ..., "url": ...}}')
+            if mix is not None and set(mix) != set(packs):
+                raise bad("pretrain_shards", f"the same names as pretrain_datasets {sorted(mix)} (their shares)")
+        if isinstance(self.shard_streams, bool) or not isinstance(self.shard_streams, int) or self.shard_streams < 1:
+            raise bad("shard_streams", "an integer >= 1")
 

@@ -35,8 +35,13 @@ Order, splits and resuming (all arithmetic on the manifest's counts, no shard is
   from a rotating round of passes, the sources interleaved by the fraction ``(j + 0.5) / c`` of the epoch.
 * The epoch's ``length`` positions are cut into ``world_size * streams_per_rank`` contiguous streams of equal
   length, a whole number of batches (the tail that does not fill one is dropped); rank ``r`` owns streams
-  ``r * streams_per_rank ...``. Its batch ``j`` is batch ``j // streams_per_rank`` of stream
-  ``j % streams_per_rank``. DataLoader worker ``w`` of ``K`` (``K`` divides ``streams_per_rank``) runs the
+  ``r * streams_per_rank ...``. Its batch ``j`` is batch ``j // streams_per_rank`` of its stream
+  ``j % streams_per_rank``. With ``accumulation = A`` (micro-batches per optimizer step and rank, as the
+  training loop runs them), the streams are numbered by micro-batch slot instead: a rank's stream ``i`` is
+  global stream ``(r * A + i % A) * (streams_per_rank // A) + i // A``, so micro-batch ``m`` of any step
+  (:func:`~allinone_lab.train.sampler.micro_batch_index`) comes from the same global streams whether
+  ``W * A`` micro-batches are spread over ``W`` ranks or accumulated by one: the same batches, item for item.
+  DataLoader worker ``w`` of ``K`` (``K`` divides ``streams_per_rank``) runs the
   batches ``j`` with ``j % K == w``, which is the order in which a DataLoader collects them, so the batches do
   not depend on the number of workers.
 * ``set_position(epoch, batches_done)`` resumes a rank after ``batches_done`` batches: each stream starts at
@@ -140,11 +145,16 @@ def _even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
 
 
-def reencode_video(path: str | os.PathLike, short_side: int) -> bytes | None:
+def reencode_video(path: str | os.PathLike, short_side: int, gop: int | None = None) -> bytes | None:
     """The video at ``path`` re-encoded (H.264, CRF 23, yuv420p, PyAV) with its short side at ``short_side``
     pixels, every frame kept, in order, at the same frame rate (so time and frame windows select the same
-    frames); None when its short side is already at most ``short_side``. Raises :class:`VideoReadError`
-    (naming the file) when it cannot be decoded or holds fewer frames than its container lists."""
+    frames). ``gop``: a key frame at least every ``gop`` frames (x264 may add one at a scene cut; None: x264's
+    default, at most every 250), so that
+    sparse sampling seeks to a key frame near each sampled frame instead of decoding from the start
+    (benchmarks/decode_rate.py measures the difference). None when its short side is already at most
+    ``short_side`` and no ``gop`` is asked for; with a ``gop``, a smaller video keeps its size. Raises
+    :class:`VideoReadError` (naming the file) when it cannot be decoded or holds fewer frames than its
+    container lists."""
     import av
 
     path = Path(path)
@@ -158,11 +168,14 @@ def reencode_video(path: str | os.PathLike, short_side: int) -> bytes | None:
         vin = src.streams.video[0]
         vin.thread_type = "AUTO"
         w, h = vin.codec_context.width, vin.codec_context.height
-        if min(h, w) <= short_side:
+        if min(h, w) <= short_side and gop is None:
             return None
         rate = Fraction(vin.average_rate or vin.guessed_rate or 25).limit_denominator(100000)
-        scale = short_side / min(h, w)
-        nh, nw = (short_side, _even(w * scale)) if h <= w else (_even(h * scale), short_side)
+        if min(h, w) <= short_side:
+            nh, nw = _even(h), _even(w)
+        else:
+            scale = short_side / min(h, w)
+            nh, nw = (short_side, _even(w * scale)) if h <= w else (_even(h * scale), short_side)
         buf = io.BytesIO()
         n = 0
         try:
@@ -170,6 +183,8 @@ def reencode_video(path: str | os.PathLike, short_side: int) -> bytes | None:
                 vout = out.add_stream("libx264", rate=rate)
                 vout.width, vout.height, vout.pix_fmt = nw, nh, "yuv420p"
                 vout.options = {"crf": "23", "preset": "veryfast", "bf": "0"}
+                if gop is not None:
+                    vout.options = {**vout.options, "g": str(gop), "keyint_min": str(gop)}
                 for frame in src.decode(vin):
                     small = frame.reformat(width=nw, height=nh, format="yuv420p", interpolation="AREA")
                     small.pts, small.time_base = n, 1 / rate
@@ -206,19 +221,24 @@ def _scan_shard(path: Path, shard: int, first: int, count: int, index: np.ndarra
 
 def pack_shards(root: str | os.PathLike, split: str, out: str | os.PathLike, subtask: str | None = None,
                 max_count: int = 1000, max_bytes: int = 256 * 2**20, short_side: int | None = None,
-                force: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+                force: bool = False, progress: Callable[[str], None] | None = None,
+                gop: int | None = 16) -> dict[str, Any]:  # fmt: skip
     """Pack ``split`` (``subtask``) of the prepared dataset at ``root`` into WebDataset shards under ``out``
     (see the module docstring); returns the manifest.
 
     A shard closes at ``max_count`` samples or before it would pass ``max_bytes``. ``short_side``: re-encode
-    every video (not GIFs or images) whose short side is larger (a video that cannot be re-encoded is packed
-    as it is and listed in the manifest's ``reencode_failed``). An ``out`` that already holds ``shards.json``
-    is refused unless ``force``."""
+    every video (not GIFs or images) to that short side, a smaller one at its size, with a key frame at least
+    every ``gop`` frames (None: x264's spacing, and a video already small enough is packed as it is): sparse
+    sampling then decodes a few frames from a near key frame, about 2.5x the clips per core of x264's
+    spacing at 256 px (benchmarks/decode_rate.py). A video that cannot be re-encoded is packed as it is and
+    listed in the manifest's ``reencode_failed``. An ``out`` that already holds ``shards.json`` is refused
+    unless ``force``."""
     import webdataset as wds
 
     root, out = Path(root), Path(out)
     for name, value, low in (("max_count", max_count, 1), ("max_bytes", max_bytes, 1),
-                             ("short_side", short_side if short_side is not None else 2, 2)):  # fmt: skip
+                             ("short_side", short_side if short_side is not None else 2, 2),
+                             ("gop", gop if gop is not None else 1, 1)):  # fmt: skip
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise ValueError(f"pack_shards: {name}={value!r}; expected an integer >= {low}")
     info = _resolve_split(root, split, subtask)
@@ -273,7 +293,7 @@ def pack_shards(root: str | os.PathLike, split: str, out: str | os.PathLike, sub
                 data = None
                 if short_side is not None and column == "video" and path.suffix.lower() not in IMAGE_EXTENSIONS + GIF_EXTENSIONS:
                     try:
-                        data = reencode_video(path, short_side)
+                        data = reencode_video(path, short_side, gop)
                     except VideoReadError as exc:
                         failed.append({"row": i, "path": rel, "reason": exc.reason})
                     if data is None:
@@ -317,7 +337,7 @@ def pack_shards(root: str | os.PathLike, split: str, out: str | os.PathLike, sub
         "source_manifest_sha256": sha256_file(root / "manifest.json"),
         "fields": sorted(fields),
         "reencoded": None if short_side is None else {
-            "short_side": short_side, "codec": "libx264", "crf": 23, "videos": reencoded,
+            "short_side": short_side, "codec": "libx264", "crf": 23, "gop": gop, "videos": reencoded,
             "kept_as_is": kept, "failed": len(failed)},
         "reencode_failed": failed, "missing_media": {"count": len(missing), "rows": missing[:100]},
         "shards": shards, "max_count": max_count, "max_bytes": max_bytes,
@@ -751,6 +771,8 @@ class ShardDataset(IterableDataset):
         batch_size: yield batches of this many items (``collate_fn``, default :func:`collate`; use the
             DataLoader with ``batch_size=None``); None yields single items (positions count items).
         streams_per_rank: contiguous streams per rank; the DataLoader's ``num_workers`` must divide it.
+        accumulation: micro-batches per optimizer step of this rank (``streams_per_rank`` a multiple of it): the
+            training loop's; places the streams so that data parallelism equals accumulation (above).
         shuffle: permute the shards and the samples within each shard (by seed and epoch).
         train: augmentation (default: the packed split's own default).
         rank, world_size: default from ``torch.distributed`` or ``RANK``/``WORLD_SIZE`` (else 0 and 1).
@@ -763,7 +785,8 @@ class ShardDataset(IterableDataset):
                  collate_fn: Callable[[list[dict[str, Any]]], Any] = collate, streams_per_rank: int = 8,
                  shuffle: bool = True, train: bool | None = None, rank: int | None = None,
                  world_size: int | None = None, url: str | None = None,
-                 skip_log: str | os.PathLike | None = None, **dataset_kwargs: Any) -> None:  # fmt: skip
+                 skip_log: str | os.PathLike | None = None, accumulation: int = 1,
+                 **dataset_kwargs: Any) -> None:  # fmt: skip
         self.mixed = isinstance(sources, Mapping)
         named = dict(sources) if self.mixed else {"": sources}
         if not named:
@@ -785,6 +808,10 @@ class ShardDataset(IterableDataset):
         self.seed = _check_int("ShardDataset: seed", seed, -(2**62))
         self.batch_size = None if batch_size is None else _check_int("ShardDataset: batch_size", batch_size, 1)
         self.streams_per_rank = _check_int("ShardDataset: streams_per_rank", streams_per_rank, 1)
+        self.accumulation = _check_int("ShardDataset: accumulation", accumulation, 1)
+        if self.streams_per_rank % self.accumulation:
+            raise ValueError(f"ShardDataset: streams_per_rank={streams_per_rank} is not a multiple of "
+                             f"accumulation={accumulation}")  # fmt: skip
         self.rank, self.world_size = _resolve_rank(rank, world_size)
         _check_int("ShardDataset: world_size", self.world_size, 1)
         if not 0 <= self.rank < self.world_size:
@@ -860,7 +887,8 @@ class ShardDataset(IterableDataset):
     # ---- the plan ----------------------------------------------------------------------------------------
     def _stream_range(self, stream: int) -> tuple[int, int]:
         """Positions ``[start, stop)`` of the epoch owned by this rank's ``stream`` (before any resume)."""
-        g = (self.rank * self.streams_per_rank + stream) * self.items_per_stream
+        a = self.accumulation
+        g = ((self.rank * a + stream % a) * (self.streams_per_rank // a) + stream // a) * self.items_per_stream
         return g, g + self.items_per_stream
 
     def _consumed(self, stream: int) -> int:
@@ -980,11 +1008,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-bytes", type=int, default=256 * 2**20, help="bytes per shard at most (default 256 MiB)")
     p.add_argument("--short-side", type=int, default=None,
                    help="re-encode videos to this short side in pixels (e.g. 256); default: bytes as they are")
+    p.add_argument("--gop", type=int, default=16,
+                   help="with --short-side: a key frame at least every GOP frames (default 16; 0: x264's spacing)")
     p.add_argument("--force", action="store_true", help="pack again into an --out that holds shards.json")
     a = p.parse_args(argv)
     try:
         m = pack_shards(a.root, a.split, a.out, a.subtask, a.max_count, a.max_bytes, a.short_side, a.force,
-                        progress=print)  # fmt: skip
+                        progress=print, gop=a.gop or None)  # fmt: skip
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         p.error(str(exc))
     print(json.dumps({k: m[k] for k in ("dataset", "split", "count", "fields", "reencoded", "seconds")}

@@ -46,7 +46,8 @@ PAPER_COLUMNS = {DATASETS[name].label: f"{name}/mc_accuracy" for name in jobs.ZE
 HEADLINE = (
     Headline("zero-shot MC (temporal)", "multiple choice: answer vs its direction-only distractors (%)",
              chance="mc_temporal_chance"),
-    Headline("cloze (temporal)", "cloze: masked temporal words predicted (%)"),
+    Headline("cloze (temporal)", "cloze: masked temporal words predicted (%)", chance="cloze_chance_temporal",
+             chance_label="chance: the most frequent temporal word"),
     Headline("zero-shot MC", "zero-shot multiple choice, all options (%)", chance="mc_chance"),
     *(Headline(label, f"zero-shot multiple choice on {label} (%)", chance=20.0, paper=label)
       for label in PAPER_COLUMNS),  # both 5-way
@@ -142,11 +143,22 @@ def describe(exp: Experiment) -> str:
             f"{exp.train.max_steps} steps")
 
 
+def _location(pack: str | dict[str, str]) -> str:
+    return pack["location"] if isinstance(pack, dict) else pack
+
+
 def describe_data(exp: Experiment) -> str:
     """Where an experiment's pre-training pairs come from."""
+    mix = exp.data.pretrain_datasets
+    if exp.data.pretrain_shards is not None:
+        packs = exp.data.pretrain_shards
+        shares = mix or {name: 1 for name in packs}
+        total = sum(shares.values())
+        return "pre-training data: " + " + ".join(
+            f"{name} {100 * share / total:.0f}% (shards {_location(packs[name])})"
+            for name, share in shares.items() if share > 0)
     if jobs.uses_corpus(exp):
         return f"built-in corpus '{exp.corpus.size}' ({exp.corpus.image_size} px)"
-    mix = exp.data.pretrain_datasets
     if mix is None:
         return f"pre-training data: the prepared dataset at {exp.data_root}"
     total = sum(mix.values())

@@ -183,13 +183,15 @@ class Result:
 @dataclass(frozen=True)
 class Headline:
     """A column of a reproduction's rows that carries its table's claim, as a sweep plots it: ``label`` in
-    words (with its unit), the level of ``chance`` (a number, or the name of the metric holding it), and
-    ``paper``, the paper's column to draw beside it (where the paper measured that quantity)."""
+    words (with its unit), the level of ``chance`` (a number, or the name of the metric holding it) and its
+    legend ``chance_label``, and ``paper``, the paper's column to draw beside it (where the paper measured
+    that quantity)."""
 
     column: str
     label: str
     chance: float | str | None = None
     paper: str | None = None
+    chance_label: str = "chance"
 
     def chance_in(self, metrics: dict[str, Any]) -> float | None:
         value = metrics.get(self.chance) if isinstance(self.chance, str) else self.chance

@@ -432,7 +432,7 @@ def claim_figure(records: list[dict[str, Any]], swept: list[str], headline, pape
                            color=line.get_color())
         chances = {head.chance_in(r.get("metrics", {})) for r in single} - {None}
         if len(chances) == 1:
-            ax.axhline(chances.pop(), color="grey", linestyle="--", linewidth=1, label="chance")
+            ax.axhline(chances.pop(), color="grey", linestyle="--", linewidth=1, label=head.chance_label)
         if paper and head.paper and x_name in paper.get("keys", ()):
             points = sorted((position(row[x_name]), row[head.paper]) for row in paper["rows"]
                             if _numeric(row.get(head.paper)) and (numeric_x or format_value(row[x_name]) in categories))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from ..eval import (
 from ..io import atomic_save, atomic_write_json
 from ..model import AllInOne, build_model
 from .distributed import init_from_env, is_main, world_size
+from .distributed import rank as get_rank
 from .loop import train
 from .objectives import MultipleChoice, OpenEndedQA, Pretraining, Retrieval
 from .presets import Experiment
@@ -257,6 +259,8 @@ def pretraining_pairs(exp: Experiment):
     from ..data.mixture import MixtureDataset
 
     mix = exp.data.pretrain_datasets
+    if exp.data.pretrain_shards is not None:
+        return pretraining_shards(exp)
     if mix is None:
         return dataset(exp, "pairs", "train", train=True)
     if exp.data_root is None:
@@ -267,6 +271,33 @@ def pretraining_pairs(exp: Experiment):
     return MixtureDataset(sources, shares, seed=exp.train.seed)
 
 
+def pretraining_shards(exp: Experiment, rank: int | None = None, world: int | None = None):
+    """The pre-training pairs streamed from ``exp.data.pretrain_shards`` (:class:`~allinone_lab.data.ShardDataset`,
+    collated micro-batches of ``train.batch_size``), its streams placed for this process (``rank``/``world``
+    default to the process group torchrun describes, joined here as the loop would) and the loop's accumulation,
+    so that data parallelism equals accumulation."""
+    from ..data.shards import ShardDataset, ShardSource
+
+    t, packs = exp.train, exp.data.pretrain_shards
+    if rank is None or world is None:
+        init_from_env(t.device)
+    rank = get_rank() if rank is None else rank
+    world = world_size() if world is None else world
+    per_step = t.batch_size * world
+    accumulation = max(1, (t.global_batch_size or per_step) // per_step)  # the loop names a bad global batch
+    shares = exp.data.pretrain_datasets or {name: 1 for name in packs}
+    sources = {}
+    for name, share in shares.items():
+        if share > 0:
+            pack = packs[name] if isinstance(packs[name], dict) else {"location": packs[name]}
+            sources[name] = ShardSource(pack["location"], url=pack.get("url"))
+    mixed = len(packs) > 1 or exp.data.pretrain_datasets is not None
+    return ShardDataset(sources if mixed else next(iter(sources.values())), exp.data,
+                        weights={n: shares[n] for n in sources} if mixed else None, seed=t.seed,
+                        batch_size=t.batch_size, collate_fn=collate, train=True, rank=rank, world_size=world,
+                        streams_per_rank=accumulation * exp.data.shard_streams, accumulation=accumulation)
+
+
 # Preflight: everything a job will read, checked before it spends compute ----------------------------------
 Need = tuple[str, str, "str | None"]  # (task, job split, dataset name or None for the root's only one)
 
@@ -274,6 +305,8 @@ Need = tuple[str, str, "str | None"]  # (task, job split, dataset name or None f
 def pretraining_needs(exp: Experiment) -> list[Need]:
     """The data pre-training reads: the train split of every dataset of the mixture (or of the data)."""
     mix = exp.data.pretrain_datasets
+    if exp.data.pretrain_shards is not None:
+        return [("shards", "train", name) for name in exp.data.pretrain_shards if mix is None or mix[name] > 0]
     if mix is None:
         return [] if uses_corpus(exp) else [("pairs", "train", None)]
     return [("pairs", "train", name) for name, share in mix.items() if share > 0]
@@ -291,12 +324,16 @@ def data_problems(exp: Experiment, needs: list[Need], sample: int = 2, source: d
     ``splits`` the job reads the datasets with."""
     from .preflight import check_video_files
 
-    if exp.data_root is None and any(name not in (None, "corpus") for _, _, name in needs):
-        names = sorted({name for _, _, name in needs if name})
+    files = [(task, split, name) for task, split, name in needs if task != "shards"]  # shards: their own check
+    if exp.data_root is None and any(name not in (None, "corpus") for _, _, name in files):
+        names = sorted({name for _, _, name in files if name})
         return [f"data_root is None, but the run reads the prepared datasets {names}: set data_root to a "
                 f"directory holding them (`python -m allinone_lab.data.prepare <dataset> --out ROOT/<dataset>`)"]
     problems = []
     for task, split, name in dict.fromkeys(needs):
+        if task == "shards":
+            problems += shard_problems(exp, name)
+            continue
         where = f"{name or 'data_root'} ({task}, job split {split!r})"
         try:
             ds = dataset(exp, task, split, train=False, name=name, **(source or {}))
@@ -306,9 +343,28 @@ def data_problems(exp: Experiment, needs: list[Need], sample: int = 2, source: d
         if len(ds) == 0:
             problems.append(f"{where}: the split has no items")
             continue
-        problems += [f"{where}: {p}" for p in check_video_files([ds.video_path(i) for i in range(min(sample, len(ds)))],
-                                                                sample)]
+        paths = [ds.video_path(i) for i in range(min(sample, len(ds)))]
+        problems += [f"{where}: {p}" for p in check_video_files(paths, sample, decoder=exp.data.decoder)]
     return problems
+
+
+def shard_problems(exp: Experiment, name: str) -> list[str]:
+    """What is wrong with the pack ``data.pretrain_shards[name]``: its manifest unreadable, not pre-training
+    pairs, or empty."""
+    from ..data.shards import ShardSource
+
+    pack = exp.data.pretrain_shards[name]
+    pack = pack if isinstance(pack, dict) else {"location": pack}
+    where = f"data.pretrain_shards[{name!r}] ({pack['location']})"
+    try:
+        source = ShardSource(pack["location"], url=pack.get("url"))
+    except (OSError, ValueError) as error:
+        return [f"{where}: {error}"]
+    kind = source.manifest.get("class")
+    if kind != "PairsDataset":
+        return [f"{where}: holds {kind} samples (split {source.manifest.get('split')!r}); expected pre-training "
+                f"pairs (pack a pairs split: python -m allinone_lab.data.prepare shards --split ...)"]
+    return [] if len(source) else [f"{where}: the pack holds no samples"]
 
 
 def finetune_needs(exp: Experiment, task: str, zero_shot: bool = False,
@@ -418,8 +474,28 @@ def evaluate_pretrained(exp: Experiment, model: AllInOne, batch_size: int = 32) 
     results: dict[str, float] = {}
     cloze = dataset(exp, "cloze", "test", train=False)
     results.update(evaluate_cloze(model, (_with_kind(b, cloze) for b in loader(cloze, batch_size))))
+    results.update(cloze_chance(cloze))
     results.update(multiple_choice_accuracy(model, dataset(exp, "mc", "test", train=False), batch_size // 4 or 1))
     return results
+
+
+def cloze_chance(ds) -> dict[str, float]:
+    """The cloze's chance levels (percent) per group of words: always answering the group's most frequent
+    word among the items (a model that knows which kind of word is asked and how often each occurs, but not
+    the video), as ``cloze_chance_<group>`` for ``temporal``, ``static`` and each ``kind``."""
+    if "word" not in ds.table:
+        return {}
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for i in range(len(ds)):
+        word = str(ds.table.get(i, "word"))
+        groups = []
+        if "temporal" in ds.table:
+            groups.append("temporal" if ds.table.get(i, "temporal") else "static")
+        if "kind" in ds.table:
+            groups.append(str(ds.table.get(i, "kind")))
+        for group in groups:
+            counts[group][word] += 1
+    return {f"cloze_chance_{g}": 100.0 * max(c.values()) / sum(c.values()) for g, c in sorted(counts.items())}
 
 
 def _with_kind(batch: dict[str, Any], ds) -> dict[str, Any]:

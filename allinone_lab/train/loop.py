@@ -11,7 +11,10 @@ resumes exactly: model, optimizer, scheduler, RNG streams and position in the da
 The update depends on the global batch, not on how it is split: W processes accumulating A micro-batches
 each run the same W * A micro-batches (:class:`~allinone_lab.train.sampler.ResumableSampler`), each with
 the random draws of (seed, step, micro-batch), as one process accumulating W * A of them. (VTC is the
-exception: its negatives come from every process's micro-batch of the moment.)
+exception: its negatives come from every process's micro-batch of the moment.) A streamed dataset
+(:class:`~allinone_lab.data.ShardDataset`, built for this process by
+:func:`~allinone_lab.train.jobs.pretraining_shards`) yields the collated micro-batches itself, placed by the
+same rule, and resumes from the recorded position.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .config import TrainConfig
 from .distributed import init_from_env, is_distributed, is_main, mean_across_processes, rank, world_size
@@ -149,8 +152,12 @@ def _train(objective: nn.Module, dataset: Dataset, config: TrainConfig, run_dir:
     if global_batch % per_step:
         raise ValueError(f"global_batch_size={global_batch} is not a multiple of batch_size x processes = {per_step}")
     accumulation = global_batch // per_step
-    sampler = ResumableSampler(len(dataset), config.batch_size, config.seed, True, rank(), world_size(),
-                               accumulation)
+    streamed = isinstance(dataset, IterableDataset)
+    if streamed:  # collated micro-batches from a resumable stream (ShardDataset), placed for this process
+        _check_stream(dataset, config, accumulation, collate_fn)
+    else:
+        sampler = ResumableSampler(len(dataset), config.batch_size, config.seed, True, rank(), world_size(),
+                                   accumulation)
     # An objective may ask for figures of the whole optimizer step (every process, every micro-batch), e.g.
     # the masked words of the global batch; what it returns is added to each of this process's micro-batches.
     step_inputs = getattr(objective, "step_inputs", None)
@@ -158,14 +165,19 @@ def _train(objective: nn.Module, dataset: Dataset, config: TrainConfig, run_dir:
     def batches():
         nonlocal epoch, batches_done
         while True:
-            sampler.set_position(epoch, batches_done)
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
-            loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True,
-                                num_workers=config.num_workers, collate_fn=collate_fn,
-                                pin_memory=device.type == "cuda",
-                                # its own generator: creating a loader must not draw from the global RNG
-                                generator=torch.Generator().manual_seed(config.seed + epoch))
+            if streamed:  # the stream skips what was consumed; it yields whole micro-batches
+                dataset.set_position(epoch, batches_done)
+                loader = DataLoader(dataset, batch_size=None, num_workers=config.num_workers,
+                                    pin_memory=device.type == "cuda")
+            else:
+                sampler.set_position(epoch, batches_done)
+                if hasattr(dataset, "set_epoch"):
+                    dataset.set_epoch(epoch)
+                loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True,
+                                    num_workers=config.num_workers, collate_fn=collate_fn,
+                                    pin_memory=device.type == "cuda",
+                                    # its own generator: creating a loader must not draw from the global RNG
+                                    generator=torch.Generator().manual_seed(config.seed + epoch))
             for batch in loader:
                 batches_done += 1
                 yield batch
@@ -243,6 +255,30 @@ def _train(objective: nn.Module, dataset: Dataset, config: TrainConfig, run_dir:
     if steps_this_call and step % config.checkpoint_every and step != config.max_steps:
         _save(ckpt_path, objective, optimizer, scheduler, scaler, step, epoch, batches_done)
     return RunResult(run_dir=run_dir, step=step, last_metrics=last, checkpoint=ckpt_path)
+
+
+def _check_stream(dataset: IterableDataset, config: TrainConfig, accumulation: int, collate_fn) -> None:
+    """A streamed dataset must hand this process its own micro-batches: built for the loop's batch size,
+    accumulation, rank and world size (:func:`allinone_lab.train.jobs.pretraining_shards` does), collating
+    itself, with streams the loader's workers can divide."""
+    wanted = {"batch_size": config.batch_size, "accumulation": accumulation, "rank": rank(),
+              "world_size": world_size()}
+    if not hasattr(dataset, "set_position"):
+        raise TypeError(f"{type(dataset).__name__}: a streamed (iterable) dataset needs set_position(epoch, "
+                        f"batches_done) for exact resume; expected a ShardDataset")
+    wrong = [f"{k}={getattr(dataset, k, None)!r} (expected {v!r})" for k, v in wanted.items()
+             if getattr(dataset, k, None) != v]
+    if wrong:
+        raise ValueError(f"{type(dataset).__name__} was built for another run layout: {', '.join(wrong)}; build "
+                         f"it for this process (allinone_lab.train.jobs.pretraining_shards)")
+    if collate_fn is not None and collate_fn is not getattr(dataset, "collate_fn", None):
+        raise ValueError(f"collate_fn={collate_fn!r} differs from the stream's own {dataset.collate_fn!r}: a "
+                         f"{type(dataset).__name__} collates its micro-batches itself")
+    workers = config.num_workers
+    if workers > 1 and dataset.streams_per_rank % workers:
+        raise ValueError(f"TrainConfig.num_workers={workers} does not divide the stream's streams_per_rank="
+                         f"{dataset.streams_per_rank} (accumulation {accumulation} x data.shard_streams); "
+                         f"expected a divisor")
 
 
 def _save(path: Path, objective: nn.Module, optimizer, scheduler, scaler, step: int, epoch: int,

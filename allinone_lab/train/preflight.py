@@ -182,13 +182,15 @@ def checkpoint_bytes(num_parameters: int, copies: int = 2) -> int:
 
 
 # Data ------------------------------------------------------------------------------------------------
-def check_video_files(paths: Iterable[str | os.PathLike], sample: int = 2, label: str = "") -> list[str]:
+def check_video_files(paths: Iterable[str | os.PathLike], sample: int = 2, label: str = "",
+                      decoder: str = "decord") -> list[str]:
     """Whether the clips a run will read are there and decode.
 
     Every path must exist (a cheap ``stat``; more than a few missing files are summarised with a count);
     the first ``sample`` existing ones must decode at least one frame with the toolkit's reader
-    (:func:`allinone_lab.data.video.read_frames`: decord for videos, PyAV where decord fails, PIL for images
-    and GIFs). Problems name the file and the reader's reason. ``label`` (e.g. ``"msrvtt test"``) prefixes each problem to say
+    (:func:`allinone_lab.data.video.read_frames`: ``decoder`` for videos, PyAV where it fails, PIL for images
+    and GIFs). Problems name the file and the reader's reason; a decoder that cannot load (torchcodec without
+    FFmpeg's libraries) is one problem naming ``data.decoder``. ``label`` (e.g. ``"msrvtt test"``) prefixes each problem to say
     which dataset and split the files belong to.
     """
     from ..data.video import VideoReadError, read_frames
@@ -207,12 +209,15 @@ def check_video_files(paths: Iterable[str | os.PathLike], sample: int = 2, label
     gone = set(missing)
     for path in [p for p in paths if p not in gone][:max(0, sample)]:
         try:
-            frames = read_frames(path, num_frames=1)
+            frames = read_frames(path, num_frames=1, decoder=decoder)
             if frames.shape[0] < 1:
                 problems.append(f"{prefix}video file {str(path)!r} decoded to no frames; replace the file")
         except VideoReadError as error:
             problems.append(f"{prefix}video file {str(path)!r} cannot be read: {error.reason}; "
                             "replace or re-download the file")
+        except ImportError as error:  # the decoder itself is missing: one problem, not one per file
+            problems.append(f"data.decoder={decoder!r} cannot be used: {error}")
+            break
         except Exception as error:  # a reader bug or an exotic file: still one named problem
             problems.append(f"{prefix}video file {str(path)!r} cannot be read "
                             f"({type(error).__name__}: {error}); replace or re-download the file")
