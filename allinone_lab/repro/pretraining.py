@@ -143,10 +143,6 @@ def describe(exp: Experiment) -> str:
             f"{exp.train.max_steps} steps")
 
 
-def _location(pack: str | dict[str, str]) -> str:
-    return pack["location"] if isinstance(pack, dict) else pack
-
-
 def describe_data(exp: Experiment) -> str:
     """Where an experiment's pre-training pairs come from."""
     mix = exp.data.pretrain_datasets
@@ -155,7 +151,7 @@ def describe_data(exp: Experiment) -> str:
         shares = mix or {name: 1 for name in packs}
         total = sum(shares.values())
         return "pre-training data: " + " + ".join(
-            f"{name} {100 * share / total:.0f}% (shards {_location(packs[name])})"
+            f"{name} {100 * share / total:.0f}% (shards {jobs.shard_pack(exp, name)['location']})"
             for name, share in shares.items() if share > 0)
     if jobs.uses_corpus(exp):
         return f"built-in corpus '{exp.corpus.size}' ({exp.corpus.image_size} px)"

@@ -289,7 +289,7 @@ def pretraining_shards(exp: Experiment, rank: int | None = None, world: int | No
     sources = {}
     for name, share in shares.items():
         if share > 0:
-            pack = packs[name] if isinstance(packs[name], dict) else {"location": packs[name]}
+            pack = shard_pack(exp, name)
             sources[name] = ShardSource(pack["location"], url=pack.get("url"))
     mixed = len(packs) > 1 or exp.data.pretrain_datasets is not None
     return ShardDataset(sources if mixed else next(iter(sources.values())), exp.data,
@@ -348,13 +348,18 @@ def data_problems(exp: Experiment, needs: list[Need], sample: int = 2, source: d
     return problems
 
 
+def shard_pack(exp: Experiment, name: str) -> dict[str, str]:
+    """``data.pretrain_shards[name]`` as ``{"location": ..., "url": ... (optional)}``."""
+    pack = exp.data.pretrain_shards[name]
+    return pack if isinstance(pack, dict) else {"location": pack}
+
+
 def shard_problems(exp: Experiment, name: str) -> list[str]:
     """What is wrong with the pack ``data.pretrain_shards[name]``: its manifest unreadable, not pre-training
     pairs, or empty."""
     from ..data.shards import ShardSource
 
-    pack = exp.data.pretrain_shards[name]
-    pack = pack if isinstance(pack, dict) else {"location": pack}
+    pack = shard_pack(exp, name)
     where = f"data.pretrain_shards[{name!r}] ({pack['location']})"
     try:
         source = ShardSource(pack["location"], url=pack.get("url"))
