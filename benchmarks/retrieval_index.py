@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="nprobe values to sweep (default: nlist/32, nlist/16, nlist/8)")
     parser.add_argument("--refine", type=int, default=None, help="IVF-PQ re-scoring factor (default: FaissParams)")
     parser.add_argument("--ef-search", nargs="*", type=int, default=[32, 64, 128])
+    parser.add_argument("--quantizer", choices=["flat", "hnsw"], default=None,
+                        help="IVF-PQ cell assignment (default: FaissParams.default)")
     parser.add_argument("--train-per-cell", type=int, default=40, help="IVF-PQ training rows per cell")
     parser.add_argument("--threads", type=int, default=1, help="threads for single queries")
     parser.add_argument("--batch-threads", type=int, default=2, help="threads for batches, builds and the exact scan")
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             params = FaissParams.default(count=size, dim=args.dim)
             if args.refine is not None:
                 params = params.replace(refine=args.refine)
+            if args.quantizer is not None:
+                params = params.replace(quantizer=args.quantizer)
             threads(args.batch_threads)
             path = faiss_index_path(args.store / f"{args.data}_{size}x{args.dim}_seed{args.seed}.f16", "ivfpq")
             build_s, reusable = None, False

@@ -181,7 +181,10 @@ def test_default_parameters_follow_the_size():
     assert FaissParams.default(count=1_000_000, dim=512) == FaissParams(
         kind="ivfpq", nlist=1024, m=128, nbits=4, nprobe=64, refine=20, quantizer="flat")
     large = FaissParams.default(count=10_000_000, dim=512)
-    assert (large.nlist, large.nprobe, large.quantizer) == (4096, 256, "hnsw")
+    assert (large.nlist, large.nprobe, large.refine, large.quantizer) == (4096, 128, 50, "flat")
+    table14 = FaissParams.default(count=128_900_000, dim=512)
+    assert (table14.nlist, table14.nprobe, table14.quantizer) == (8192, 256, "flat")
+    assert FaissParams.default(count=1_000_000_000, dim=512).quantizer == "hnsw"
     small = FaissParams.default(count=1_000, dim=512)
     assert small.nlist <= 1_000 // 39 and small.nprobe <= small.nlist
     index = EmbeddingIndex(torch.nn.functional.normalize(torch.randn(1_000, 32), dim=1), backend="faiss-ivfpq")

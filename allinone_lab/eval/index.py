@@ -76,7 +76,7 @@ class FaissParams:
 
     ``m`` must divide the embedding size; bytes per stored vector are ``m * nbits / 8`` for ``ivfpq``.
     ``quantizer`` assigns vectors to the ``nlist`` cells: ``flat`` (exact) or ``hnsw`` (a graph over the
-    cell centroids: much faster to add to when ``nlist`` is in the thousands).
+    cell centroids: faster to add to when ``nlist`` is in the tens of thousands).
     """
 
     kind: str = DEFAULT_COMPRESSED_KIND
@@ -132,16 +132,21 @@ class FaissParams:
     @classmethod
     def default(cls, kind: str = DEFAULT_COMPRESSED_KIND, count: int | None = None,
                 dim: int | None = None) -> FaissParams:
-        """Defaults for ``count`` stored vectors of size ``dim``: as measured at 1M 512-d, with ``nlist``
-        near ``sqrt(count)`` (and no more than ``count / 39``, faiss's training minimum per cell), ``nprobe``
-        a sixteenth of it, a graph quantizer from 4096 cells, and ``m`` a quarter of ``dim`` (64 bytes per
-        512-d vector with 4-bit codes)."""
+        """Defaults for ``count`` stored vectors of size ``dim``, as measured at 1M and 10M 512-d
+        (benchmarks/RESULTS.md, retrieval): ``nlist`` near ``sqrt(count)`` (and no more than ``count / 39``,
+        faiss's training minimum per cell); ``nprobe`` a sixteenth of it up to 1,024 cells and a 32nd beyond;
+        the best ``20 * k`` candidates re-scored exactly up to 2M stored and ``50 * k`` beyond (at 10M, 20
+        holds recall@10 at 0.92 whatever ``nprobe``); exact (flat) assignment to the cells up to 8,192 and a
+        graph quantizer beyond (at 4,096 cells flat assignment adds 2.5x faster on two cores); and ``m`` a
+        quarter of ``dim`` (64 bytes per 512-d vector with 4-bit codes)."""
         params = cls(kind=kind)
         if count is not None:
             nlist = int(2 ** round(np.log2(max(1.0, np.sqrt(count)))))
             nlist = max(1, min(nlist, count // 39 or 1))
-            params = params.replace(nlist=nlist, nprobe=max(1, min(nlist, -(-nlist // 16))),
-                                    quantizer="hnsw" if nlist >= 4096 else "flat")
+            share = 16 if nlist <= 1024 else 32
+            params = params.replace(nlist=nlist, nprobe=max(1, min(nlist, -(-nlist // share))),
+                                    refine=20 if count <= 2_000_000 else 50,
+                                    quantizer="hnsw" if nlist > 8192 else "flat")
         if dim is not None:
             m = max(2, dim // 4)
             while dim % m or m % 2:
