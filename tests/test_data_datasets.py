@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from allinone_lab.data.corpus import DIRECTIONS
 from allinone_lab.eval import accuracy
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -96,7 +97,7 @@ def test_vtm_never_labels_the_same_video_negative(tmp_path):
 def test_temporal_negatives_differ_only_in_direction(corpus):
     ds = _ds(corpus, "pairs", cfg=CFG.replace(temporal_negatives=True, vtm_neg_prob=1.0))
     tok = load_tokenizer()
-    seen = 0
+    seen, pairs = 0, set()
     for i in range(len(ds)):
         it = ds[i]
         assert it["vtm_label"] == 0
@@ -106,10 +107,20 @@ def test_temporal_negatives_differ_only_in_direction(corpus):
             a = tok.convert_ids_to_tokens(it["input_ids"][it["attention_mask"] == 1])
             b = tok.convert_ids_to_tokens(it["vtm_input_ids"][it["vtm_attention_mask"] == 1])
             diff = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
-            assert diff and all({x, y} in ({"left", "right"}, {"up", "down"}) for x, y in diff)
+            assert diff and all({x, y} <= set(DIRECTIONS) for x, y in diff)
+            pairs.update(diff)
         else:
             assert ds.table.get(i, "event") != "move"  # only motion clips have a temporal negative
     assert seen > 10
+    # Negatives are drawn among every other direction, not only the opposite one (multiple choice asks all).
+    assert {("left", "up"), ("left", "right")} <= pairs or {("right", "down"), ("right", "left")} <= pairs
+    one_object = [i for i in range(len(ds)) if len(ds.table.get(i, "temporal_negative") or ()) == 3]
+    drawn = set()
+    for epoch in range(12):  # one moving object: over epochs, each of the three other directions is drawn
+        ds.set_epoch(epoch)
+        drawn.add(tuple(ds[one_object[0]]["vtm_input_ids"].tolist()))
+    ds.set_epoch(0)
+    assert len(drawn) == 3
 
 
 def test_mirrored_pairs_flip_the_clip_and_swap_left_and_right(corpus):
@@ -125,10 +136,10 @@ def test_mirrored_pairs_flip_the_clip_and_swap_left_and_right(corpus):
         swap = {"left": "right", "right": "left"}
         assert words_b == [swap.get(w, w) for w in words_a]
         swapped += words_a != words_b
-        if b["vtm_negative"] == 2:  # the temporal negative is the mirrored caption's reverse
+        if b["vtm_negative"] == 2:  # the temporal negative is mirrored with the clip: a direction of its own
             negative = tok.convert_ids_to_tokens(b["vtm_input_ids"][b["vtm_attention_mask"] == 1])
-            reverse = {"left": "right", "right": "left", "up": "down", "down": "up"}
-            assert negative == [reverse.get(w, w) for w in words_b]
+            unmirrored = tok.convert_ids_to_tokens(a["vtm_input_ids"][a["vtm_attention_mask"] == 1])
+            assert negative == [swap.get(w, w) for w in unmirrored] and negative != words_b
     assert swapped > 10
     evaluation = _ds(corpus, "pairs", cfg=cfg.replace(mirror_prob=1.0), train=False)
     assert torch.equal(evaluation[0]["video"], _ds(corpus, "pairs", cfg=cfg, train=False)[0]["video"])

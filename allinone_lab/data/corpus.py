@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -49,7 +50,7 @@ from .video import FrameCache, read_all_frames, write_video
 
 log = logging.getLogger("allinone_lab.data")
 
-CORPUS_VERSION = 5
+CORPUS_VERSION = 6
 FRAME_CACHE_VERSION = 1  # layout of the decoded-frame cache (frames/frames-<key>.npy + .json)
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -61,7 +62,6 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SIZES: dict[str, float] = {"small": 0.09, "big": 0.15}  # radius as a fraction of the frame side
 DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
-OPPOSITE: dict[str, str] = {"left": "right", "right": "left", "up": "down", "down": "up"}
 EVENTS: tuple[str, ...] = ("move", "turn", "appear", "disappear")
 # Classification labels: the event of the clip's first object, a motion split by its direction.
 EVENT_CLASSES: tuple[str, ...] = (
@@ -376,7 +376,11 @@ def _items_for_clip(clip: dict[str, Any], video: str, rng: np.random.Generator) 
     }
     pair: dict[str, Any] = {"video": video, "caption": caption, "event": ev}
     if ev == "move":
-        pair["temporal_negative"] = _caption(objs, tpl, [OPPOSITE[o["direction"]] for o in objs])
+        # Every other assignment of directions (3 for one moving object): a VTM negative is drawn among them,
+        # so that the match head learns to tell each direction from each other one, as multiple choice asks.
+        dirs = tuple(o["direction"] for o in objs)
+        others = [d for d in itertools.product(DIRECTIONS, repeat=len(objs)) if d != dirs]
+        pair["temporal_negative"] = [_caption(objs, tpl, list(d)) for d in others]
     out["pairs"].append(pair)
     main = objs[0]
     if ev == "move":

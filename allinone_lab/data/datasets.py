@@ -248,8 +248,8 @@ class PairsDataset(VideoDataset):
     Item: ``video (S,C,H,W)``, ``input_ids``/``attention_mask (L,)`` (unmasked caption), ``mlm_input_ids``,
     ``mlm_labels (L,)``, ``vtm_video (S,C,H,W)``, ``vtm_input_ids``/``vtm_attention_mask (L,)``,
     ``vtm_label`` (1 matched, 0 not) and ``vtm_negative`` (0 positive, 1 another item's video, 2 the caption's
-    temporal negative: same video, direction words reversed; needs ``cfg.temporal_negatives`` and a
-    ``temporal_negative`` column). In training, ``cfg.mirror_prob`` of the clips are mirrored left-right with
+    temporal negative: same video, another assignment of the direction words, drawn among those the
+    ``temporal_negative`` column lists (or the one it holds); needs ``cfg.temporal_negatives``). In training, ``cfg.mirror_prob`` of the clips are mirrored left-right with
     "left" and "right" exchanged in the caption and its temporal negative (:func:`mirror_text`).
     """
 
@@ -286,6 +286,8 @@ class PairsDataset(VideoDataset):
         negative, vtm_video, vtm_text = 0, video, plain
         if label == 0:
             temporal = self.table.get(index, "temporal_negative") if self.cfg.temporal_negatives else None
+            if isinstance(temporal, list | tuple):  # several: one drawn for this item and epoch
+                temporal = temporal[int(vrng.integers(len(temporal)))] if temporal else None
             if temporal:
                 negative, vtm_text = 2, self.encode(mirror_text(str(temporal)) if mirror else str(temporal))
             else:

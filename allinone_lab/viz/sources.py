@@ -54,10 +54,10 @@ RUN_SEARCH_DEPTH = 7  # folders below a root: results/table8b/runs/cpu/ratio_0.2
 # The commands that make a trained model for the explorer (run from the repository root), with what they do.
 TRAIN_COMMANDS: tuple[tuple[str, str], ...] = (
     ("papermill reproductions/table8b.ipynb out.ipynb -p ratio 0.25",
-     "the main job: 4 to 11 minutes on two CPU cores; its run lands in "
+     "the main job: about 5 minutes on two CPU cores; its run lands in "
      "results/table8b/runs/cpu/ratio_0.25/pretrain"),
     ("python -m allinone_lab.train pretrain --preset cpu --run-dir runs/cpu",
-     "the cpu preset's full budget, about a quarter of an hour; the run lands in runs/cpu/pretrain"),
+     "the cpu preset's full budget, about 6 minutes; the run lands in runs/cpu/pretrain"),
 )
 
 Roots = str | os.PathLike | Sequence[str | os.PathLike]
