@@ -249,8 +249,9 @@ class PairsDataset(VideoDataset):
     ``mlm_labels (L,)``, ``vtm_video (S,C,H,W)``, ``vtm_input_ids``/``vtm_attention_mask (L,)``,
     ``vtm_label`` (1 matched, 0 not) and ``vtm_negative`` (0 positive, 1 another item's video, 2 the caption's
     temporal negative: same video, another assignment of the direction words, drawn among those the
-    ``temporal_negative`` column lists (or the one it holds); needs ``cfg.temporal_negatives``). In training, ``cfg.mirror_prob`` of the clips are mirrored left-right with
-    "left" and "right" exchanged in the caption and its temporal negative (:func:`mirror_text`).
+    ``temporal_negative`` column lists (or the one it holds); needs ``cfg.temporal_negatives``). In training,
+    ``cfg.mirror_prob`` of the clips are mirrored left-right with "left" and "right" exchanged in the caption
+    and its temporal negative (:func:`mirror_text`).
     """
 
     task = "pairs"
