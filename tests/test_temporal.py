@@ -12,7 +12,7 @@ from allinone_lab.model import (
     roll_tokens,
     shift_channels,
 )
-from allinone_lab.model.temporal import roll_block_tokens
+from allinone_lab.model.temporal import roll_block_tokens, rolled_per_side
 
 
 def labelled_tokens(batch: int, frames: int, text: int, visual: int, dim: int = 3) -> torch.Tensor:
@@ -28,6 +28,20 @@ def test_paper_default_rolls_24_of_196_patches_each_way():
     assert cfg.visual_len == 197 and cfg.roll_k() == 24
     prev, nxt = roll_positions("block", 197, 24)
     assert prev.tolist() == list(range(1, 25)) and nxt.tolist() == list(range(173, 197))
+
+
+def test_a_positive_ratio_rolls_at_least_one_token_each_way_on_a_small_grid():
+    assert [rolled_per_side(17, r) for r in (0, 0.05, 0.1, 0.25, 0.5, 1.0)] == [0, 1, 1, 2, 4, 8]
+    assert rolled_per_side(197, 0.1) == 9  # the paper's grid: floor alone
+    cfg = ModelConfig(image_size=64, patch_size=16, roll_ratio=0.1)
+    assert cfg.visual_len == 17 and cfg.roll_k() == 1
+    x = labelled_tokens(2, 3, 4, 17)
+    for selection in ("block", "alternating"):
+        roll = TokenRolling(ratio=0.1, selection=selection, layer_offset=1).eval()
+        prev, nxt = roll.positions(17)
+        assert len(prev) == len(nxt) == 1
+        assert not torch.equal(roll(x, 3, 4), x)  # not time averaging
+    assert torch.equal(TokenRolling(ratio=0.0)(x, 3, 4), x)
 
 
 @pytest.mark.parametrize("selection", ["block", "random", "varying", "alternating"])

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.layers import resample_abs_pos_embed, trunc_normal_
 from torch import Tensor, nn
 
 from .blocks import AllInOneBlock, DecoupledBlock, Layout, TimeSformerBlock
 from .config import ModelConfig
 from .heads import MCHead, MLMHead, Pooler, QAHead, VTCHead, VTMHead
+from .layers import LayerNorm, PatchEmbed
 from .temporal import ChannelShift, TokenRolling, token_origins
 
 TEXT, VIDEO = 0, 1
@@ -58,7 +59,7 @@ class TextEmbedding(nn.Module):
         self.word_embeddings = nn.Embedding(vocab_size, dim)
         self.position_embeddings = nn.Embedding(max_len, dim)
         self.token_type_embeddings = nn.Embedding(2, dim)
-        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.norm = LayerNorm(dim, eps=eps)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, ids: Tensor) -> Tensor:
@@ -98,7 +99,7 @@ class AllInOne(nn.Module):
 
         drop_path = [config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(self._make_block(i, drop_path[i]) for i in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=config.layernorm_eps)
+        self.norm = LayerNorm(dim, eps=config.layernorm_eps)
 
         self.pooler = Pooler(dim)
         self.vtm_head = VTMHead(dim)

@@ -14,6 +14,8 @@ import torch
 from timm.models.vision_transformer import Attention, Block
 from torch import Tensor, nn
 
+from .layers import LayerNorm
+
 
 @dataclass
 class Layout:
@@ -30,8 +32,8 @@ class Layout:
     attn_mask: Tensor | None = None
 
 
-def layer_norm(dim: int, eps: float, **factory) -> nn.LayerNorm:
-    return nn.LayerNorm(dim, eps=eps, **factory)
+def layer_norm(dim: int, eps: float, **factory) -> LayerNorm:
+    return LayerNorm(dim, eps=eps, **factory)
 
 
 class AllInOneBlock(Block):

@@ -141,9 +141,11 @@ class ModelConfig(ConfigBase):
         return self.num_prefix_tokens + self.num_patches
 
     def roll_k(self, visual_len: int | None = None) -> int:
-        """Positions rolled on each side: ``floor(L * ratio / 2)`` with L the visual tokens per frame."""
-        length = self.visual_len if visual_len is None else visual_len
-        return int(length * self.roll_ratio / 2)
+        """Positions rolled on each side: ``floor(L * ratio / 2)`` with L the visual tokens per frame, at least
+        one for a positive ratio (:func:`~allinone_lab.model.temporal.rolled_per_side`)."""
+        from .temporal import rolled_per_side
+
+        return rolled_per_side(self.visual_len if visual_len is None else visual_len, self.roll_ratio)
 
     def validate(self) -> None:
         def bad(field: str, expected: str) -> ValueError:

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import LayerNorm
+
 
 class Pooler(nn.Module):
     """``tanh(Linear(text CLS))``: ``(B, D) -> (B, D)``."""
@@ -40,7 +42,7 @@ class MLMHead(nn.Module):
     def __init__(self, dim: int, vocab_size: int, eps: float = 1e-12) -> None:
         super().__init__()
         self.dense = nn.Linear(dim, dim)
-        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.norm = LayerNorm(dim, eps=eps)
         self.decoder = nn.Linear(dim, vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
@@ -87,7 +89,7 @@ class QAHead(nn.Module):
         super().__init__()
         hidden = dim // 2
         self.net = nn.Sequential(
-            nn.Dropout(0.5), nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, num_answers)
+            nn.Dropout(0.5), nn.Linear(dim, hidden), LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, num_answers)
         )
 
     def forward(self, pooled: Tensor) -> Tensor:
@@ -100,7 +102,7 @@ class MCHead(nn.Module):
     def __init__(self, dim: int, hidden: int = 256) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Dropout(0.1), nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, 1)
+            nn.Dropout(0.1), nn.Linear(dim, hidden), LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, 1)
         )
 
     def forward(self, pooled: Tensor) -> Tensor:

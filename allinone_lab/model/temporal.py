@@ -14,6 +14,14 @@ import torch
 from torch import Tensor, nn
 
 
+def rolled_per_side(num_visual: int, ratio: float) -> int:
+    """Tokens a layer rolls each way in time: ``floor(L * ratio / 2)`` of the ``L`` visual tokens per frame, and
+    at least one for any ratio above 0 (so that a small patch grid never turns a positive ratio into time
+    averaging: 17 tokens at ratio 0.1 roll one each way, not none). 197 tokens at 0.25 roll 24."""
+    k = int(num_visual * ratio / 2)
+    return max(k, 1) if ratio > 0 else 0
+
+
 def layer_selection(selection: str, layer_offset: int) -> str:
     """The selection one rolled layer applies: ``alternating`` is ``block`` in its even rolled layers (0, 2, ...)
     and ``columns`` (the first and last ``k`` patches in column order) in its odd ones; others are unchanged."""
@@ -152,7 +160,8 @@ class TokenRolling(nn.Module):
     """Temporal token rolling before one block (no parameters).
 
     Args:
-        ratio: fraction of visual tokens rolled; ``k = floor(L * ratio / 2)`` per direction.
+        ratio: fraction of visual tokens rolled; ``k = floor(L * ratio / 2)`` per direction, at least one
+            for a positive ratio (:func:`rolled_per_side`).
         selection: ``block`` | ``random`` | ``varying`` (Table 11b) | ``alternating`` (rows, then columns).
         layer_offset: rank of this layer among rolled layers (for ``varying`` and ``alternating``).
         seed: fixes the ``random`` positions used in eval mode (training draws new ones each call).
@@ -174,7 +183,7 @@ class TokenRolling(nn.Module):
 
     def positions(self, num_visual: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
         """The positions this layer rolls for frames of ``num_visual`` visual tokens."""
-        k = int(num_visual * self.ratio / 2)
+        k = rolled_per_side(num_visual, self.ratio)
         generator = None
         if self.selection == "random" and not self.training:
             generator = torch.Generator().manual_seed(self.seed + self.layer_offset)
@@ -185,7 +194,7 @@ class TokenRolling(nn.Module):
         if num_frames == 1 or num_visual <= self.num_prefix:  # one frame, or text only: nothing to roll
             return x
         if layer_selection(self.selection, self.layer_offset) == "block":
-            return roll_block_tokens(x, num_frames, visual_start, int(num_visual * self.ratio / 2))
+            return roll_block_tokens(x, num_frames, visual_start, rolled_per_side(num_visual, self.ratio))
         prev, nxt = self.positions(num_visual, x.device)
         return roll_tokens(x, num_frames, visual_start, prev, nxt)
 

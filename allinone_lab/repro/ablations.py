@@ -196,8 +196,9 @@ def run_table8b(params: dict[str, Any], ctx: Context) -> Result:
     exp = ctx.experiment(**{"model.roll_ratio": ratio})
     k = exp.model.roll_k()
     result.rows[0]["rolled tokens each way"] = k
-    result.notes.append(f"Ratio {ratio:g} rolls k = floor({exp.model.visual_len} x {ratio:g} / 2) = {k} of "
-                        f"{exp.model.visual_len} visual tokens per frame each way; ratio 0 is time averaging.")
+    result.notes.append(f"Ratio {ratio:g} rolls k = {k} of {exp.model.visual_len} visual tokens per frame each way "
+                        f"(floor({exp.model.visual_len} x {ratio:g} / 2), at least one for a positive ratio); "
+                        "ratio 0 is time averaging.")
     if exp.model.roll_selection != "block":
         result.notes.append(f"Rolled positions: '{exp.model.roll_selection}' (the {ctx.scale} preset's "
                             "selection); the paper rolls a block (Table 11b).")
