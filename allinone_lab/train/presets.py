@@ -157,7 +157,7 @@ def preset(name: str, variant: str | None = None) -> Experiment:
             corpus=CorpusConfig(size="smoke", image_size=32, num_frames=8),
         )
     if name == "cpu":
-        # 1,500 VTM + MLM + word-patch OT steps: about 6 minutes of training on two CPU cores (0.23 s a step),
+        # 1,500 VTM + MLM + word-patch OT steps: about 6.5 minutes of training on two CPU cores (0.26 s a step),
         # plus the curve evaluations (benchmarks/RESULTS.md, CPU learning check). What makes direction words
         # learnable at this budget: each sampled frame moves the object by more than a 16-px patch (3 stored
         # frames, 21-px steps at 64 px), objects stay inside the frame (bounded motion), sine-cosine starting
