@@ -41,20 +41,21 @@ def ipot(cost: Tensor, x_mask: Tensor | None = None, y_mask: Tensor | None = Non
     batch, n, m = cost.shape
     x_mask = torch.ones(batch, n, dtype=torch.bool, device=cost.device) if x_mask is None else x_mask.bool()
     y_mask = torch.ones(batch, m, dtype=torch.bool, device=cost.device) if y_mask is None else y_mask.bool()
-    a, b = uniform_marginals(x_mask), uniform_marginals(y_mask)
     valid = x_mask[:, :, None] & y_mask[:, None, :]
     kernel = torch.exp(-cost / beta) * valid
     plan = valid.float() / valid.float().sum(dim=(1, 2), keepdim=True).clamp(min=1)
-    sigma = b.clone()
-    delta = a.clone()
+    # Marginals and scalings as columns (B, n, 1) and (B, m, 1), so that each update is one batched product, a
+    # clamp and a division: nine kernels an outer step with inner=1 (on a GPU, where this loop's small tensors
+    # cost launches rather than arithmetic). Padded positions need no masking inside the loop: their marginal
+    # is 0, so their scaling is 0 exactly (tests/test_ot.py holds the plans to the masked recursion, bit for bit).
+    a, b = uniform_marginals(x_mask)[:, :, None], uniform_marginals(y_mask)[:, :, None]
+    delta, sigma = a, b
     for _ in range(iters):
         q = kernel * plan
         for _ in range(inner):
-            delta = a / (q @ sigma[:, :, None]).squeeze(2).clamp(min=1e-30)
-            delta = delta * x_mask
-            sigma = b / (q.transpose(1, 2) @ delta[:, :, None]).squeeze(2).clamp(min=1e-30)
-            sigma = sigma * y_mask
-        plan = delta[:, :, None] * q * sigma[:, None, :]
+            delta = a / torch.bmm(q, sigma).clamp_(min=1e-30)
+            sigma = b / torch.bmm(q.transpose(1, 2), delta).clamp_(min=1e-30)
+        plan = delta * q * sigma.transpose(1, 2)
     return plan
 
 

@@ -15,8 +15,13 @@ The main job is Table 8b at ``scale=cpu``: the ``cpu`` preset with the Table 8b 
    ``backward``, ``optimizer`` (clipping, AdamW, schedule, zeroing the gradients); median of ``--steps``
    steps after ``--warmup``. ``--torch-profiler`` adds torch's operator table.
 4. **loop**: ``--loop-steps`` steps of the real training loop (``train.loop.train``) in a temporary run
-   directory, for each ``--loop`` setting (``cache`` or ``decode``, and the loader workers): seconds per
-   step, the loader included, with and without a worker process beside the compute threads.
+   directory, for each ``--loop`` setting (``cache`` or ``decode``, and the loader workers, ``auto`` for the
+   count chosen for the device): seconds per step, the loader included, with and without a worker process
+   beside the compute threads. ``--set train.device=cuda`` runs it on a GPU.
+5. **dispatch**: the operators one optimizer step dispatches, by phase (forward: the backbone passes, the
+   MLM head, the transport term, the rest; backward; optimizer), on ``train.device``: each is a kernel launch
+   on a GPU, where a model this small waits on launches rather than on arithmetic. Views (reshape,
+   transpose, ...) are counted apart: they launch nothing.
 
 Every time is given as wall seconds and as this process's CPU seconds (all its threads); on shared cores the
 wall times move with other load (``uptime`` is printed), the CPU times much less.
@@ -24,6 +29,7 @@ wall times move with other load (``uptime`` is printed), the CPU times much less
     python benchmarks/profile_step.py                      # everything, two torch threads
     python benchmarks/profile_step.py --parts step --torch-profiler
     python benchmarks/profile_step.py --parts loop --loop cache:0 cache:1 decode:1 --loop-steps 30
+    python benchmarks/profile_step.py --parts dispatch
 """
 
 from __future__ import annotations
@@ -45,10 +51,11 @@ from allinone_lab.data import text as text_module
 from allinone_lab.data import video as video_module
 from allinone_lab.train import jobs
 from allinone_lab.train import objectives as objectives_module
-from allinone_lab.train.loop import train
+from allinone_lab.train.loop import autocast_context, loader_workers, train
 from allinone_lab.train.objectives import Pretraining
 from allinone_lab.train.optim import build_optimizer, warmup_linear_schedule
 from allinone_lab.train.presets import parse_overrides, preset, pretrain_budget
+from allinone_lab.train.runs import resolve_device
 
 
 class Timers:
@@ -245,7 +252,8 @@ def profile_loop(exp, args) -> dict:
     out = {}
     for setting in args.loop:
         source, _, workers = setting.partition(":")
-        run = exp.override(**{"train.max_steps": args.loop_steps, "train.num_workers": int(workers or 0),
+        count = None if workers == "auto" else int(workers or 0)
+        run = exp.override(**{"train.max_steps": args.loop_steps, "train.num_workers": count,
                               "train.checkpoint_every": 10 ** 6, "train.log_every": args.loop_steps})
         dataset = pairs(run, source == "cache")
         model = jobs.load_model(run)
@@ -256,6 +264,74 @@ def profile_loop(exp, args) -> dict:
             wall, cpu = time.perf_counter() - w, time.process_time() - c
         out[setting] = {"s_per_step": wall / args.loop_steps, "main_cpu_s_per_step": cpu / args.loop_steps}
     return out
+
+
+VIEWS = frozenset({"view", "_unsafe_view", "_reshape_alias", "reshape", "t", "transpose", "permute", "expand",
+                   "unsqueeze", "squeeze", "slice", "select", "narrow", "alias", "detach", "as_strided",
+                   "split", "split_with_sizes", "unbind", "chunk", "unflatten"})
+
+
+def profile_dispatch(exp, args) -> dict:
+    """Operators dispatched by one optimizer step on ``train.device``, by phase: ``(all, launching)``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        """Counts every ATen operator below autograd (forward and backward); modes nest, so an enclosing
+        count sees what an inner one saw."""
+
+        def __init__(self):
+            super().__init__()
+            self.ops: dict[str, int] = defaultdict(int)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+        def totals(self) -> tuple[int, int]:
+            return sum(self.ops.values()), sum(n for op, n in self.ops.items() if op not in VIEWS)
+
+    device = resolve_device(exp.train.device)
+    torch.manual_seed(exp.train.seed)
+    model = jobs.load_model(exp).to(device)
+    objective = Pretraining(model, exp.train.loss_weights, exp.data.vtm_neg_prob)
+    optimizer = build_optimizer(objective, exp.train.lr, exp.train.weight_decay, exp.train.betas)
+    ds = pairs(exp, True)
+    batch = collate([ds[i] for i in range(exp.train.batch_size)])
+    batch = {**batch, **objective.step_inputs([batch])}
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    phases = {"forward: backbone passes": Count(), "forward: MLM head": Count(),
+              "forward: word-patch transport": Count()}
+
+    def counted(name, fn):
+        def run(*a, **k):
+            with phases[name]:
+                return fn(*a, **k)
+        return run
+
+    rows = {}
+    for _ in range(2):  # the second step is the one reported (the first creates the optimizer's state)
+        for count in phases.values():
+            count.ops.clear()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(patched(model, "forward", counted("forward: backbone passes", model.forward)))
+            stack.enter_context(patched(model.mlm_head, "forward", counted("forward: MLM head", model.mlm_head.forward)))
+            stack.enter_context(patched(objectives_module, "word_patch_alignment",
+                                        counted("forward: word-patch transport", objectives_module.word_patch_alignment)))
+            with Count() as forward, autocast_context(device, exp.train.precision):
+                loss, _ = objective(batch)
+        with Count() as backward:
+            loss.backward()
+        with Count() as step:
+            if exp.train.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(objective.parameters(), exp.train.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        rows = {name: count.totals() for name, count in phases.items()}
+        inside = [sum(r[i] for r in rows.values()) for i in (0, 1)]
+        rows["forward: losses and the rest"] = (forward.totals()[0] - inside[0], forward.totals()[1] - inside[1])
+        rows["backward"], rows["optimizer (clip, AdamW, zero)"] = backward.totals(), step.totals()
+    rows["step"] = (sum(r[0] for r in rows.values()), sum(r[1] for r in rows.values()))
+    return rows
 
 
 def show(title: str, rows: dict) -> None:
@@ -269,7 +345,7 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.25, help="model.roll_ratio (the main job's: 0.25)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--parts", nargs="+", default=["items", "loader", "step", "loop"],
-                        choices=["items", "loader", "step", "loop"])
+                        choices=["items", "loader", "step", "loop", "dispatch"])
     parser.add_argument("--items", type=int, default=256)
     parser.add_argument("--loader-workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--loader-batches", type=int, default=12)
@@ -286,8 +362,9 @@ def main() -> None:
     exp = experiment(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    print(f"main job: ratio {args.ratio}, batch {exp.train.batch_size}, {exp.train.max_steps} steps, "
-          f"{exp.train.num_workers} loader workers; overrides {args.overrides or 'none'}")
+    device = resolve_device(exp.train.device)
+    print(f"main job: ratio {args.ratio}, batch {exp.train.batch_size}, {exp.train.max_steps} steps, on {device} "
+          f"with {loader_workers(exp.train.num_workers, device)} loader workers; overrides {args.overrides or 'none'}")
     pairs(exp, True)  # the corpus and its frame cache exist before anything is timed
     result: dict = {"threads": args.threads, "load": os.getloadavg()}
     if "items" in args.parts:
@@ -308,6 +385,11 @@ def main() -> None:
         print("\ntraining loop (s per step: wall; CPU s of the main process per step)")
         for name, row in result["loop"].items():
             print(f"  {name:45s} {row['s_per_step']:10.4f}  {row['main_cpu_s_per_step']:10.4f}")
+    if "dispatch" in args.parts:
+        result["dispatch"] = profile_dispatch(exp, args)
+        print(f"\noperators one optimizer step dispatches on {device} (all; without views: each a kernel on a GPU)")
+        for name, (every, launching) in result["dispatch"].items():
+            print(f"  {name:45s} {every:10d}  {launching:10d}")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

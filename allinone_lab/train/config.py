@@ -29,7 +29,9 @@ class TrainConfig(ConfigBase):
     loss_weights: dict[str, float] = field(default_factory=lambda: {"vtm": 1.0, "mlm": 1.0})
     checkpoint_every: int = 1000
     log_every: int = 50
-    num_workers: int = 2
+    # DataLoader worker processes; None: chosen for the device (train.loop.loader_workers): one beside the
+    # compute threads on a CPU, up to four per process feeding a GPU.
+    num_workers: int | None = None
     seed: int = 0
     device: str = "auto"
     # Evaluate on at most this many items of each evaluation split (validation, test, zero-shot, the linear
@@ -57,8 +59,8 @@ class TrainConfig(ConfigBase):
             raise bad("precision", f"one of {list(PRECISIONS)}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise bad("grad_clip", "a positive norm or None")
-        if self.num_workers < 0:
-            raise bad("num_workers", "an integer >= 0")
+        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise bad("num_workers", "an integer >= 0, or None (chosen for the device)")
         if self.max_eval_items is not None and (not isinstance(self.max_eval_items, int) or self.max_eval_items < 1):
             raise bad("max_eval_items", "None or an integer >= 1")
 

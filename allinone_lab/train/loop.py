@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -83,6 +84,31 @@ def environment() -> dict[str, Any]:
 
 def move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+# Loader workers per process feeding a GPU when TrainConfig.num_workers is None. One worker delivers about 36
+# batches of the main job a second on a 2-vCPU VM (benchmarks/profile_step.py --parts loader); a GPU step
+# ten times faster than two CPU cores (about 24 ms) needs more than one.
+GPU_LOADER_WORKERS = 4
+
+
+def loader_workers(requested: int | None, device: torch.device, divides: int | None = None) -> int:
+    """DataLoader workers for this process: ``requested`` when set; otherwise (None) one beside the compute
+    threads on a CPU (none on a single core), and on a GPU up to :data:`GPU_LOADER_WORKERS`, no more than
+    this process's share of the CPUs less one (``LOCAL_WORLD_SIZE`` processes per node under torchrun).
+    ``divides``: a streamed dataset's ``streams_per_rank``, which the count must divide (the largest such
+    count is taken). Results do not depend on the count (every item's draws come from its index and epoch)."""
+    if requested is not None:
+        return requested
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.type == "cpu":
+        workers = 1 if cpus > 1 else 0
+    else:
+        share = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        workers = max(1, min(GPU_LOADER_WORKERS, share - 1))
+    while divides and workers > 1 and divides % workers:
+        workers -= 1
+    return workers
 
 
 def micro_batch_seed(seed: int, step: int, index: int) -> int:
@@ -153,8 +179,9 @@ def _train(objective: nn.Module, dataset: Dataset, config: TrainConfig, run_dir:
         raise ValueError(f"global_batch_size={global_batch} is not a multiple of batch_size x processes = {per_step}")
     accumulation = global_batch // per_step
     streamed = isinstance(dataset, IterableDataset)
+    workers = loader_workers(config.num_workers, device, getattr(dataset, "streams_per_rank", None))
     if streamed:  # collated micro-batches from a resumable stream (ShardDataset), placed for this process
-        _check_stream(dataset, config, accumulation, collate_fn)
+        _check_stream(dataset, config, accumulation, collate_fn, workers)
     else:
         sampler = ResumableSampler(len(dataset), config.batch_size, config.seed, True, rank(), world_size(),
                                    accumulation)
@@ -167,14 +194,14 @@ def _train(objective: nn.Module, dataset: Dataset, config: TrainConfig, run_dir:
         while True:
             if streamed:  # the stream skips what was consumed; it yields whole micro-batches
                 dataset.set_position(epoch, batches_done)
-                loader = DataLoader(dataset, batch_size=None, num_workers=config.num_workers,
+                loader = DataLoader(dataset, batch_size=None, num_workers=workers,
                                     pin_memory=device.type == "cuda")
             else:
                 sampler.set_position(epoch, batches_done)
                 if hasattr(dataset, "set_epoch"):
                     dataset.set_epoch(epoch)
                 loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True,
-                                    num_workers=config.num_workers, collate_fn=collate_fn,
+                                    num_workers=workers, collate_fn=collate_fn,
                                     pin_memory=device.type == "cuda",
                                     # its own generator: creating a loader must not draw from the global RNG
                                     generator=torch.Generator().manual_seed(config.seed + epoch))
@@ -257,7 +284,7 @@ def _train(objective: nn.Module, dataset: Dataset, config: TrainConfig, run_dir:
     return RunResult(run_dir=run_dir, step=step, last_metrics=last, checkpoint=ckpt_path)
 
 
-def _check_stream(dataset: IterableDataset, config: TrainConfig, accumulation: int, collate_fn) -> None:
+def _check_stream(dataset: IterableDataset, config: TrainConfig, accumulation: int, collate_fn, workers: int) -> None:
     """A streamed dataset must hand this process its own micro-batches: built for the loop's batch size,
     accumulation, rank and world size (:func:`allinone_lab.train.jobs.pretraining_shards` does), collating
     itself, with streams the loader's workers can divide."""
@@ -274,7 +301,6 @@ def _check_stream(dataset: IterableDataset, config: TrainConfig, accumulation: i
     if collate_fn is not None and collate_fn is not getattr(dataset, "collate_fn", None):
         raise ValueError(f"collate_fn={collate_fn!r} differs from the stream's own {dataset.collate_fn!r}: a "
                          f"{type(dataset).__name__} collates its micro-batches itself")
-    workers = config.num_workers
     if workers > 1 and dataset.streams_per_rank % workers:
         raise ValueError(f"TrainConfig.num_workers={workers} does not divide the stream's streams_per_rank="
                          f"{dataset.streams_per_rank} (accumulation {accumulation} x data.shard_streams); "

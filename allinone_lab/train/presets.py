@@ -177,7 +177,7 @@ def preset(name: str, variant: str | None = None) -> Experiment:
             data=_data_for(model, mlm_prob=0.15, temporal_word_mask_prob=1.0, temporal_negatives=True),
             train=TrainConfig(max_steps=1500, batch_size=32, lr=2e-3, warmup_ratio=0.05, weight_decay=0.01,
                               loss_weights={"vtm": 1.0, "mlm": 1.0, "ot": 0.1}, checkpoint_every=250, log_every=25,
-                              num_workers=1, precision="auto"),
+                              num_workers=None, precision="auto"),
             corpus=CorpusConfig(size="cpu", num_clips=6000, image_size=64, num_frames=3, motion="bounded",
                                 speed=0.33, event_probs=(0.85, 0.05, 0.05, 0.05), two_object_prob=0.0),
         )
