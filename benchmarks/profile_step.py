@@ -248,9 +248,12 @@ def profile_step(exp, args) -> dict:
 
 
 def profile_loop(exp, args) -> dict:
-    """Seconds per step of the real training loop (loader included) for each ``cache|decode:workers``."""
+    """Seconds per step of the real training loop (loader included) for each ``cache|decode:workers``; a
+    setting named again is another round (``cache:0 cache:1 cache:0 cache:1``), reported as ``#2``..."""
     out = {}
+    rounds: dict[str, int] = defaultdict(int)
     for setting in args.loop:
+        rounds[setting] += 1
         source, _, workers = setting.partition(":")
         count = None if workers == "auto" else int(workers or 0)
         run = exp.override(**{"train.max_steps": args.loop_steps, "train.num_workers": count,
@@ -262,7 +265,8 @@ def profile_loop(exp, args) -> dict:
             w, c = time.perf_counter(), time.process_time()
             train(objective, dataset, run.train, Path(tmp) / "run", collate_fn=collate, progress=False)
             wall, cpu = time.perf_counter() - w, time.process_time() - c
-        out[setting] = {"s_per_step": wall / args.loop_steps, "main_cpu_s_per_step": cpu / args.loop_steps}
+        label = setting if rounds[setting] == 1 else f"{setting} #{rounds[setting]}"
+        out[label] = {"s_per_step": wall / args.loop_steps, "main_cpu_s_per_step": cpu / args.loop_steps}
     return out
 
 

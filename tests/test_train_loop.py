@@ -234,17 +234,18 @@ def test_loader_workers_are_chosen_for_the_device_when_not_set(monkeypatch):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(2)), raising=False)
-    assert loader_workers(3, gpu) == 3 and loader_workers(0, cpu) == 0  # a count that is set is kept
-    assert loader_workers(None, cpu) == 1  # one beside the two compute threads
+    assert loader_workers(3, gpu) == 3 and loader_workers(0, cpu, threads=1) == 0  # a count that is set is kept
+    assert loader_workers(None, cpu, threads=2) == 0  # both cores compute: the main process loads
+    assert loader_workers(None, cpu, threads=1) == 1  # a core is left: one worker uses it
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert loader_workers(None, cpu) == 0  # torch's thread count by default
     assert loader_workers(None, gpu) == 1  # two cores: one feeds the GPU, one runs the loop
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert loader_workers(None, cpu) == 1
+    assert loader_workers(None, cpu, threads=16) == 0 and loader_workers(None, cpu, threads=8) == 1
     assert loader_workers(None, gpu) == GPU_LOADER_WORKERS == 4
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 processes share the 16 CPUs: one worker each
     assert loader_workers(None, gpu) == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert loader_workers(None, gpu, divides=6) == 3  # a stream's workers divide its streams per rank
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0}, raising=False)
-    assert loader_workers(None, cpu) == 0  # one core: the main process loads
     with pytest.raises(ValueError, match=r"TrainConfig.num_workers=-1: expected an integer >= 0, or None"):
         config(num_workers=-1)

@@ -29,8 +29,8 @@ class TrainConfig(ConfigBase):
     loss_weights: dict[str, float] = field(default_factory=lambda: {"vtm": 1.0, "mlm": 1.0})
     checkpoint_every: int = 1000
     log_every: int = 50
-    # DataLoader worker processes; None: chosen for the device (train.loop.loader_workers): one beside the
-    # compute threads on a CPU, up to four per process feeding a GPU.
+    # DataLoader worker processes; None: chosen for the device (train.loop.loader_workers): on a CPU one if a
+    # core is left beside the compute threads, else none; up to four per process feeding a GPU.
     num_workers: int | None = None
     seed: int = 0
     device: str = "auto"

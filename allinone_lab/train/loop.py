@@ -92,17 +92,21 @@ def move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 GPU_LOADER_WORKERS = 4
 
 
-def loader_workers(requested: int | None, device: torch.device, divides: int | None = None) -> int:
-    """DataLoader workers for this process: ``requested`` when set; otherwise (None) one beside the compute
-    threads on a CPU (none on a single core), and on a GPU up to :data:`GPU_LOADER_WORKERS`, no more than
-    this process's share of the CPUs less one (``LOCAL_WORLD_SIZE`` processes per node under torchrun).
-    ``divides``: a streamed dataset's ``streams_per_rank``, which the count must divide (the largest such
-    count is taken). Results do not depend on the count (every item's draws come from its index and epoch)."""
+def loader_workers(requested: int | None, device: torch.device, divides: int | None = None,
+                   threads: int | None = None) -> int:
+    """DataLoader workers for this process: ``requested`` when set; otherwise (None) chosen for the device.
+    On a CPU, one worker where a core is left beside the ``threads`` compute threads (default: torch's), none
+    where there is not: on two cores training on two threads, loading in the main process is the faster (0.242
+    against 0.261 s a step for the main job, benchmarks/RESULTS.md). On a GPU, up to
+    :data:`GPU_LOADER_WORKERS`, no more than this process's share of the CPUs less one (``LOCAL_WORLD_SIZE``
+    processes per node under torchrun). ``divides``: a streamed dataset's ``streams_per_rank``, which the
+    count must divide (the largest such count is taken). Results do not depend on the count (every item's
+    draws come from its index and epoch)."""
     if requested is not None:
         return requested
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device.type == "cpu":
-        workers = 1 if cpus > 1 else 0
+        workers = 1 if cpus > (threads or torch.get_num_threads()) else 0
     else:
         share = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         workers = max(1, min(GPU_LOADER_WORKERS, share - 1))
