@@ -49,8 +49,9 @@ fi
 export PYTHONPATH="$PWD:$PWD/$here/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 export ALLINONE_DATA_CACHE="$work/cache"
 device=${DEVICE:-cuda}
-{ nvidia-smi -L 2>/dev/null || true; "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; nproc; } \
-    | tee "$out/machine.txt"
+{ nvidia-smi -L 2>/dev/null || true; nproc
+  "$py" -c "import torch, numpy, decord, av; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+      'numpy', numpy.__version__, 'decord', decord.__version__, 'av', av.__version__)"; } | tee "$out/machine.txt"
 
 # 1. The main job, as the notebook runs it (reproductions/table8b.ipynb: one library call).
 "$py" - "$work/table8b" "$device" "${STEPS:-}" <<'EOF' 2>&1 | tee "$out/main_job.log"
